@@ -1,0 +1,192 @@
+#include "proto.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int proto_parse_place(const char *body, size_t len, const canvas_geom_t *g, bool want_type,
+                      proto_place_t *out, char *msg, size_t msglen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(msg, msglen, "invalid JSON: %s", jerr.text);
+        return PX_EPROTO;
+    }
+    int rc = PX_EPROTO;
+    if (!json_is_object(root)) {
+        snprintf(msg, msglen, "body must be a JSON object");
+        goto out;
+    }
+    json_int_t v[3] = {0, 0, 0};
+    static const char *const names[3] = {"x", "y", "color"};
+    const char *key;
+    json_t *val;
+    size_t seen = 0;
+    json_object_foreach(root, key, val) {
+        if (want_type && !strcmp(key, "type")) {
+            if (!json_is_string(val) || strcmp(json_string_value(val), "place") != 0) {
+                snprintf(msg, msglen, "type must be \"place\"");
+                goto out;
+            }
+            continue;
+        }
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(key, names[i])) k = i;
+        if (k < 0) {
+            snprintf(msg, msglen, "unknown field '%.40s'", key);
+            goto out;
+        }
+        if (!json_is_integer(val)) {
+            snprintf(msg, msglen, "%s must be an integer", names[k]);
+            goto out;
+        }
+        v[k] = json_integer_value(val);
+        seen |= 1u << k;
+    }
+    if (seen != 7) {
+        snprintf(msg, msglen, "x, y and color are required");
+        goto out;
+    }
+    rc = canvas_validate(g, v[0], v[1], v[2]);
+    if (rc == PX_EBOUNDS)
+        snprintf(msg, msglen, "coordinates must be within 0..%d x 0..%d", g->width - 1,
+                 g->height - 1);
+    else if (rc == PX_ECOLOR)
+        snprintf(msg, msglen, "color must be a palette index 0..%d", g->palette_len - 1);
+    else {
+        out->x = (int)v[0];
+        out->y = (int)v[1];
+        out->color = (int)v[2];
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+const char *proto_error_code(int px)
+{
+    switch (px) {
+    case PX_EBOUNDS: return "INVALID_COORDS";
+    case PX_ECOLOR: return "INVALID_COLOR";
+    case PX_ECOOLDOWN: return "RATE_LIMITED";
+    case PX_EBANNED: return "BANNED";
+    case PX_EPROTO: return "BAD_REQUEST";
+    case PX_ENOTFOUND: return "NOT_FOUND";
+    case PX_ETOOBIG: return "PAYLOAD_TOO_LARGE";
+    case PX_EBACKEND:
+    case PX_ENOCANVAS:
+    case PX_ETIMEOUT: return "UNAVAILABLE";
+    default: return "INTERNAL";
+    }
+}
+
+void proto_hex(const uint8_t *bytes, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[bytes[i] >> 4];
+        out[2 * i + 1] = hx[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void proto_uuid_format(const uint8_t in[16], char out[37])
+{
+    uint8_t b[16];
+    memcpy(b, in, 16);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    proto_hex(b, 16, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool proto_hex_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_hex(s[i])) return false;
+    return s[n] == '\0';
+}
+
+bool proto_uuid_valid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !is_hex(s[i])) return false;
+    }
+    return s[36] == '\0';
+}
+
+bool proto_parse_i64(const char *s, size_t len, int64_t *out)
+{
+    if (len == 0 || len > 19) return false;
+    size_t i = 0;
+    bool neg = false;
+    if (s[0] == '-') {
+        neg = true;
+        i = 1;
+        if (len == 1) return false;
+    }
+    int64_t v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return true;
+}
+
+int proto_event_from_fields(const char *const *fields, const char *const *values,
+                            const size_t *lens, size_t n, canvas_event_t *out)
+{
+    unsigned seen = 0;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        const char *f = fields[i], *v = values[i];
+        size_t l = lens[i];
+        int64_t num;
+        if (!strcmp(f, "id")) {
+            if (l != 32) return PX_EPROTO;
+            memcpy(out->id, v, 32);
+            out->id[32] = '\0';
+            if (!proto_hex_valid(out->id, 32)) return PX_EPROTO;
+            seen |= 1;
+        } else if (!strcmp(f, "u")) {
+            if (l != 36) return PX_EPROTO;
+            memcpy(out->user_id, v, 36);
+            out->user_id[36] = '\0';
+            if (!proto_uuid_valid(out->user_id)) return PX_EPROTO;
+            seen |= 2;
+        } else {
+            if (!proto_parse_i64(v, l, &num)) return PX_EPROTO;
+            if (!strcmp(f, "seq") && num > 0) out->seq = num, seen |= 4;
+            else if (!strcmp(f, "x") && num >= 0 && num < 65536) out->x = (int)num, seen |= 8;
+            else if (!strcmp(f, "y") && num >= 0 && num < 65536) out->y = (int)num, seen |= 16;
+            else if (!strcmp(f, "c") && num >= 0 && num < 256) out->color = (int)num, seen |= 32;
+            else if (!strcmp(f, "t") && num > 0) out->time_ms = num, seen |= 64;
+            else return PX_EPROTO;
+        }
+    }
+    return seen == 127 ? 0 : PX_EPROTO;
+}
+
+void proto_time_format(int64_t ms, char out[32])
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    int y = tm.tm_year + 1900;
+    if (y < 0) y = 0;
+    if (y > 9999) y = 9999;
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, (tm.tm_mon + 1) % 100,
+             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
+             (int)(((ms % 1000) + 1000) % 1000));
+}

@@ -1,0 +1,397 @@
+#include "rds.h"
+
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "xalloc.h"
+
+struct rds {
+    const cfg_t *cfg;
+    redisContext *c;
+    char errstr[160];
+};
+
+/* ------------------------------------------------------------------ script */
+
+/* KEYS: canvas, seq, events, cooldown key, banned set, settings.
+ * ARGV: uid, offset, colour byte, default cooldown ms, placement id, x, y,
+ * colour number, canvas size.
+ * Returns {seq, time_ms, cooldown_ms} or {-1, pttl} (cooldown), {-2}
+ * (banned), {-3, size} (no canvas of the right size). One script, so a
+ * placement is applied entirely (canvas, seq, log, broadcast) or not at all. */
+static const char place_lua[] =
+    "local uid = ARGV[1]\n"
+    "if redis.call('SISMEMBER', KEYS[5], uid) == 1 then return {-2} end\n"
+    "local size = redis.call('STRLEN', KEYS[1])\n"
+    "if size ~= tonumber(ARGV[9]) then return {-3, size} end\n"
+    "local cd = tonumber(redis.call('HGET', KEYS[6], 'cooldown_ms') or ARGV[4])\n"
+    "if cd > 0 then\n"
+    "  if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', cd) then\n"
+    "    return {-1, redis.call('PTTL', KEYS[4])}\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SETRANGE', KEYS[1], ARGV[2], ARGV[3])\n"
+    "local seq = redis.call('INCR', KEYS[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local sms = string.format('%d', ms)\n"
+    "redis.call('XADD', KEYS[3], '*', 'id', ARGV[5], 'seq', seq, 'x', ARGV[6], 'y', ARGV[7],"
+    " 'c', ARGV[8], 'u', uid, 't', sms)\n"
+    "redis.call('PUBLISH', 'canvas:updates', 'u ' .. seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[7]"
+    " .. ' ' .. ARGV[8] .. ' ' .. uid .. ' ' .. sms)\n"
+    "return {seq, ms, cd}\n";
+
+static char place_sha[41];
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+static void compute_sha(void)
+{
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)place_lua, strlen(place_lua), d);
+    proto_hex(d, SHA_DIGEST_LENGTH, place_sha);
+}
+
+const char *rds_place_script(void) { return place_lua; }
+
+const char *rds_place_sha(void)
+{
+    pthread_once(&sha_once, compute_sha);
+    return place_sha;
+}
+
+/* ------------------------------------------------------------------ conn */
+
+rds_t *rds_new(const cfg_t *cfg)
+{
+    rds_t *r = xcalloc(1, sizeof *r);
+    r->cfg = cfg;
+    return r;
+}
+
+void rds_free(rds_t *r)
+{
+    if (!r) return;
+    if (r->c) redisFree(r->c);
+    free(r);
+}
+
+const char *rds_errstr(const rds_t *r) { return r->errstr; }
+
+static void drop(rds_t *r, const char *what)
+{
+    snprintf(r->errstr, sizeof r->errstr, "redis %s: %s", what,
+             r->c && r->c->errstr[0] ? r->c->errstr : "connection failed");
+    if (r->c) redisFree(r->c);
+    r->c = NULL;
+}
+
+int rds_ensure(rds_t *r)
+{
+    if (r->c) return 0;
+    int ms = r->cfg->redis.timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    r->c = redisConnectWithTimeout(r->cfg->redis.host, r->cfg->redis.port, tv);
+    if (!r->c || r->c->err) {
+        drop(r, "connect");
+        return PX_EBACKEND;
+    }
+    redisSetTimeout(r->c, tv);
+    redisEnableKeepAlive(r->c);
+    redisReply *rep;
+    if (r->cfg->redis.password[0]) {
+        rep = redisCommand(r->c, "AUTH %s", r->cfg->redis.password);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            if (rep) freeReplyObject(rep);
+            drop(r, "auth");
+            return PX_EBACKEND;
+        }
+        freeReplyObject(rep);
+    }
+    if (r->cfg->redis.db) {
+        rep = redisCommand(r->c, "SELECT %d", r->cfg->redis.db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            if (rep) freeReplyObject(rep);
+            drop(r, "select");
+            return PX_EBACKEND;
+        }
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+redisReply *rds_command(rds_t *r, const char *fmt, ...)
+{
+    if (rds_ensure(r)) return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r->c, fmt, ap);
+    va_end(ap);
+    if (!rep) drop(r, "command");
+    return rep;
+}
+
+redisReply *rds_commandargv(rds_t *r, int argc, const char **argv, const size_t *lens)
+{
+    if (rds_ensure(r)) return NULL;
+    redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+    if (!rep) drop(r, "command");
+    return rep;
+}
+
+int rds_append(rds_t *r, const char *fmt, ...)
+{
+    if (rds_ensure(r)) return PX_EBACKEND;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(r->c, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        drop(r, "append");
+        return PX_EBACKEND;
+    }
+    return 0;
+}
+
+redisReply *rds_get_reply(rds_t *r)
+{
+    if (!r->c) return NULL;
+    void *rep = NULL;
+    if (redisGetReply(r->c, &rep) != REDIS_OK || !rep) {
+        drop(r, "reply");
+        return NULL;
+    }
+    return rep;
+}
+
+static int reply_error(rds_t *r, redisReply *rep)
+{
+    if (!rep) return PX_EBACKEND;
+    snprintf(r->errstr, sizeof r->errstr, "redis: %.140s",
+             rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+    freeReplyObject(rep);
+    return PX_EBACKEND;
+}
+
+/* ------------------------------------------------------------------ place */
+
+int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)
+{
+    char off[24], cd[24], xs[12], ys[12], cs[12], size[24], cdkey[64];
+    unsigned char byte = (unsigned char)q->color;
+    snprintf(off, sizeof off, "%zu", (size_t)q->y * (size_t)q->width + (size_t)q->x);
+    snprintf(cd, sizeof cd, "%lld", (long long)q->cooldown_ms);
+    snprintf(xs, sizeof xs, "%d", q->x);
+    snprintf(ys, sizeof ys, "%d", q->y);
+    snprintf(cs, sizeof cs, "%d", q->color);
+    snprintf(size, sizeof size, "%zu", (size_t)q->width * (size_t)q->height);
+    snprintf(cdkey, sizeof cdkey, "cooldown:user:%s", q->user_id);
+    const char *argv[18] = {"EVALSHA", rds_place_sha(), "6", RDS_KEY_CANVAS, RDS_KEY_SEQ,
+                            RDS_KEY_EVENTS, cdkey, RDS_KEY_BANNED, RDS_KEY_SETTINGS,
+                            q->user_id, off, (const char *)&byte, cd, q->id, xs, ys, cs, size};
+    size_t lens[18];
+    for (int i = 0; i < 18; i++) lens[i] = strlen(argv[i]);
+    lens[11] = 1; /* the colour byte may be 0 */
+    redisReply *rep = rds_commandargv(r, 18, argv, lens);
+    if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
+        freeReplyObject(rep);
+        argv[0] = "EVAL";
+        argv[1] = place_lua;
+        lens[0] = 4;
+        lens[1] = strlen(place_lua);
+        rep = rds_commandargv(r, 18, argv, lens);
+    }
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER)
+        return reply_error(r, rep);
+    long long v0 = rep->element[0]->integer;
+    long long v1 = rep->elements > 1 && rep->element[1]->type == REDIS_REPLY_INTEGER
+                       ? rep->element[1]->integer
+                       : 0;
+    long long v2 = rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_INTEGER
+                       ? rep->element[2]->integer
+                       : 0;
+    freeReplyObject(rep);
+    switch (v0) {
+    case -1: res->remaining_ms = v1 > 0 ? v1 : 1; return PX_ECOOLDOWN;
+    case -2: return PX_EBANNED;
+    case -3:
+        snprintf(r->errstr, sizeof r->errstr, "redis holds no canvas of the configured size "
+                                              "(length %lld)", v1);
+        return PX_ENOCANVAS;
+    default: break;
+    }
+    if (v0 <= 0) {
+        snprintf(r->errstr, sizeof r->errstr, "placement script returned %lld", v0);
+        return PX_EBACKEND;
+    }
+    res->seq = v0;
+    res->time_ms = v1;
+    res->cooldown_ms = v2;
+    res->remaining_ms = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ canvas */
+
+int rds_canvas_get(rds_t *r, uint8_t **data, size_t *len, int64_t *seq)
+{
+    *data = NULL;
+    if (rds_append(r, "MULTI") || rds_append(r, "GET %s", RDS_KEY_CANVAS) ||
+        rds_append(r, "GET %s", RDS_KEY_SEQ) || rds_append(r, "EXEC"))
+        return PX_EBACKEND;
+    redisReply *rep = NULL;
+    for (int i = 0; i < 4; i++) {
+        if (rep) freeReplyObject(rep);
+        rep = rds_get_reply(r);
+        if (!rep) return PX_EBACKEND;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) return reply_error(r, rep);
+    redisReply *c = rep->element[0], *s = rep->element[1];
+    if (c->type == REDIS_REPLY_NIL) {
+        freeReplyObject(rep);
+        return PX_ENOCANVAS;
+    }
+    if (c->type != REDIS_REPLY_STRING) return reply_error(r, rep);
+    int64_t sq = 0;
+    if (s->type == REDIS_REPLY_STRING && !proto_parse_i64(s->str, s->len, &sq))
+        return reply_error(r, rep);
+    *data = xmalloc(c->len ? c->len : 1);
+    memcpy(*data, c->str, c->len);
+    *len = c->len;
+    *seq = sq;
+    freeReplyObject(rep);
+    return 0;
+}
+
+static const char install_lua[] =
+    "local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+    "local cur = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "if cur < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end\n"
+    "if ok then return 1 else return 0 end\n";
+
+int rds_canvas_install(rds_t *r, const uint8_t *data, size_t len, int64_t seq, bool *installed)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%lld", (long long)seq);
+    const char *argv[] = {"EVAL", install_lua, "2", RDS_KEY_CANVAS, RDS_KEY_SEQ,
+                          (const char *)data, s};
+    size_t lens[] = {4, strlen(install_lua), 1, strlen(RDS_KEY_CANVAS), strlen(RDS_KEY_SEQ),
+                     len, strlen(s)};
+    redisReply *rep = rds_commandargv(r, 7, argv, lens);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    *installed = rep->integer == 1;
+    freeReplyObject(rep);
+    return 0;
+}
+
+static const char floor_lua[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local f = tonumber(ARGV[1])\n"
+    "if cur < f then redis.call('SET', KEYS[1], ARGV[1]); return f end\n"
+    "return cur\n";
+
+int rds_seq_floor(rds_t *r, int64_t floor, int64_t *seq)
+{
+    redisReply *rep =
+        rds_command(r, "EVAL %s 1 %s %lld", floor_lua, RDS_KEY_SEQ, (long long)floor);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    *seq = rep->integer;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_ping(rds_t *r)
+{
+    redisReply *rep = rds_command(r, "PING");
+    if (!rep || rep->type == REDIS_REPLY_ERROR) return reply_error(r, rep);
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ sessions */
+
+int rds_session_put(rds_t *r, const char *sid, const rds_session_t *s, int ttl_s)
+{
+    if (rds_append(r, "MULTI") ||
+        rds_append(r, "HSET session:%s uid %s name %s guest %d admin %d", sid, s->user_id,
+                   s->name, s->guest ? 1 : 0, s->admin ? 1 : 0) ||
+        rds_append(r, "EXPIRE session:%s %d", sid, ttl_s) || rds_append(r, "EXEC"))
+        return PX_EBACKEND;
+    int rc = 0;
+    for (int i = 0; i < 4; i++) {
+        redisReply *rep = rds_get_reply(r);
+        if (!rep) return PX_EBACKEND;
+        if (rep->type == REDIS_REPLY_ERROR) rc = reply_error(r, rep);
+        else freeReplyObject(rep);
+    }
+    return rc;
+}
+
+int rds_session_get(rds_t *r, const char *sid, int ttl_s, rds_session_t *out)
+{
+    if (rds_append(r, "HGETALL session:%s", sid) ||
+        rds_append(r, "EXPIRE session:%s %d", sid, ttl_s))
+        return PX_EBACKEND;
+    redisReply *h = rds_get_reply(r);
+    if (!h) return PX_EBACKEND;
+    redisReply *e = rds_get_reply(r);
+    if (!e) {
+        freeReplyObject(h);
+        return PX_EBACKEND;
+    }
+    freeReplyObject(e);
+    if (h->type != REDIS_REPLY_ARRAY) return reply_error(r, h);
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const char *k = h->element[i]->str, *v = h->element[i + 1]->str;
+        if (!k || !v) continue;
+        if (!strcmp(k, "uid")) snprintf(out->user_id, sizeof out->user_id, "%s", v);
+        else if (!strcmp(k, "name")) snprintf(out->name, sizeof out->name, "%s", v);
+        else if (!strcmp(k, "guest")) out->guest = v[0] == '1';
+        else if (!strcmp(k, "admin")) out->admin = v[0] == '1';
+    }
+    freeReplyObject(h);
+    return proto_uuid_valid(out->user_id) ? 0 : PX_ENOTFOUND;
+}
+
+int rds_cooldown_remaining(rds_t *r, const char *user_id, int64_t *ms)
+{
+    redisReply *rep = rds_command(r, "PTTL cooldown:user:%s", user_id);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    *ms = rep->integer > 0 ? rep->integer : 0;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count, int64_t *ttl_ms)
+{
+    if (rds_append(r, "INCR %s", key) || rds_append(r, "PTTL %s", key)) return PX_EBACKEND;
+    redisReply *a = rds_get_reply(r);
+    if (!a) return PX_EBACKEND;
+    redisReply *b = rds_get_reply(r);
+    if (!b) {
+        freeReplyObject(a);
+        return PX_EBACKEND;
+    }
+    int rc = 0;
+    if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER) {
+        snprintf(r->errstr, sizeof r->errstr, "redis: rate counter failed");
+        rc = PX_EBACKEND;
+    } else {
+        *count = a->integer;
+        *ttl_ms = b->integer;
+        if (b->integer < 0) { /* new window (or lost TTL): start it */
+            redisReply *x = rds_command(r, "PEXPIRE %s %d", key, window_s * 1000);
+            if (x) freeReplyObject(x);
+            *ttl_ms = window_s * 1000;
+        }
+    }
+    freeReplyObject(a);
+    freeReplyObject(b);
+    return rc;
+}

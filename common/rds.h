@@ -1,0 +1,109 @@
+/* rds — synchronous hiredis wrapper, one rds_t per thread (never shared).
+ * Connects lazily and reconnects after an I/O error on the next call. Keeps a
+ * sticky error string (rds_errstr); never logs. The placement Lua script and
+ * the Redis key layout live here.
+ *
+ * Keys: canvas:main (bytes), canvas:seq, canvas:events (stream, group
+ * "sink"), cooldown:user:<uid>, banned:users (set), settings (hash),
+ * session:<sid> (hash). Channel canvas:updates. */
+#ifndef PLACE_RDS_H
+#define PLACE_RDS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "px.h"
+
+#define RDS_KEY_CANVAS "canvas:main"
+#define RDS_KEY_SEQ "canvas:seq"
+#define RDS_KEY_EVENTS "canvas:events"
+#define RDS_KEY_BANNED "banned:users"
+#define RDS_KEY_SETTINGS "settings"
+#define RDS_CHANNEL "canvas:updates"
+#define RDS_GROUP "sink"
+#define RDS_KEY_DEAD "canvas:events:dead"
+
+typedef struct rds rds_t;
+
+/* gives: rds_free. cfg borrowed, must outlive the rds_t. Does not connect. */
+rds_t *rds_new(const cfg_t *cfg);
+void rds_free(rds_t *r);
+const char *rds_errstr(const rds_t *r);
+
+/* Connects if not connected. 0 or PX_EBACKEND. */
+PX_MUST_CHECK int rds_ensure(rds_t *r);
+
+/* Runs one command (hiredis format). gives: the reply (freeReplyObject), or
+ * NULL after an I/O / protocol error (errstr set, connection dropped). A
+ * Redis error reply is returned as a reply of type REDIS_REPLY_ERROR. */
+redisReply *rds_command(rds_t *r, const char *fmt, ...);
+redisReply *rds_commandargv(rds_t *r, int argc, const char **argv, const size_t *lens);
+/* Appends without reading (pipelining); follow with rds_get_reply per command. */
+PX_MUST_CHECK int rds_append(rds_t *r, const char *fmt, ...);
+redisReply *rds_get_reply(rds_t *r);
+
+/* ---- placement ---- */
+
+typedef struct rds_place_req {
+    const char *user_id; /* uuid text, borrowed */
+    const char *id;      /* 32 hex digits, borrowed */
+    int x, y, color;
+    int width, height;    /* canvas geometry */
+    int64_t cooldown_ms;  /* default when settings has no cooldown_ms */
+} rds_place_req_t;
+
+typedef struct rds_place_res {
+    int64_t seq;         /* on success */
+    int64_t time_ms;     /* Redis TIME of the placement */
+    int64_t cooldown_ms; /* cooldown that now applies (success) */
+    int64_t remaining_ms; /* PX_ECOOLDOWN: time left */
+} rds_place_res_t;
+
+/* Runs the placement script (EVALSHA, EVAL on NOSCRIPT). Returns 0,
+ * PX_ECOOLDOWN (remaining_ms set), PX_EBANNED, PX_ENOCANVAS (no canvas of
+ * the right size in Redis) or PX_EBACKEND. */
+PX_MUST_CHECK int rds_place(rds_t *r, const rds_place_req_t *req, rds_place_res_t *res);
+
+/* The script text and its SHA-1 hex (static storage), for async callers. */
+const char *rds_place_script(void);
+const char *rds_place_sha(void);
+
+/* Reads canvas and seq in one MULTI. gives: *data (free()). PX_ENOCANVAS when
+ * the key is missing, else 0 / PX_EBACKEND. */
+PX_MUST_CHECK int rds_canvas_get(rds_t *r, uint8_t **data, size_t *len, int64_t *seq);
+
+/* Sets the canvas only if no canvas exists (SET NX), and raises canvas:seq to
+ * at least `seq`, atomically. *installed tells whether ours won. */
+PX_MUST_CHECK int rds_canvas_install(rds_t *r, const uint8_t *data, size_t len, int64_t seq,
+                                     bool *installed);
+
+/* Raises canvas:seq to at least floor (never lowers it). *seq = value after. */
+PX_MUST_CHECK int rds_seq_floor(rds_t *r, int64_t floor, int64_t *seq);
+
+PX_MUST_CHECK int rds_ping(rds_t *r);
+
+/* ---- sessions ---- */
+
+typedef struct rds_session {
+    char user_id[37];
+    char name[64];
+    bool guest;
+    bool admin;
+} rds_session_t;
+
+/* Stores session:<sid> with the given TTL. */
+PX_MUST_CHECK int rds_session_put(rds_t *r, const char *sid, const rds_session_t *s,
+                                  int ttl_s);
+/* Loads session:<sid> and slides its TTL to ttl_s. PX_ENOTFOUND when absent. */
+PX_MUST_CHECK int rds_session_get(rds_t *r, const char *sid, int ttl_s, rds_session_t *out);
+/* Remaining cooldown of a user in ms (0 when none). */
+PX_MUST_CHECK int rds_cooldown_remaining(rds_t *r, const char *user_id, int64_t *ms);
+/* Fixed-window counter: increments key for the current window of window_s
+ * seconds; *count = value after. */
+PX_MUST_CHECK int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count,
+                               int64_t *ttl_ms);
+
+#endif

@@ -1,0 +1,132 @@
+#include "rebuild.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "xalloc.h"
+
+typedef struct {
+    canvas_event_t *ev;
+    size_t n, cap;
+} evlist_t;
+
+/* Reads every entry of canvas:events (bounded by what the stream holds). */
+static int read_stream(rds_t *rds, evlist_t *out)
+{
+    char start[48] = "-";
+    for (;;) {
+        redisReply *r = rds_command(rds, "XRANGE %s %s + COUNT 10000", RDS_KEY_EVENTS, start);
+        if (!r) return PX_EBACKEND;
+        if (r->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return PX_EBACKEND;
+        }
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+            snprintf(start, sizeof start, "(%s", e->element[0]->str);
+            redisReply *f = e->element[1];
+            const char *names[16], *vals[16];
+            size_t lens[16];
+            size_t np = 0;
+            for (size_t j = 0; j + 1 < f->elements && np < 16; j += 2, np++) {
+                names[np] = f->element[j]->str;
+                vals[np] = f->element[j + 1]->str;
+                lens[np] = f->element[j + 1]->len;
+            }
+            canvas_event_t ev;
+            if (proto_event_from_fields(names, vals, lens, np, &ev)) continue; /* poison */
+            if (out->n == out->cap) {
+                out->cap = out->cap ? out->cap * 2 : 1024;
+                out->ev = xreallocarray(out->ev, out->cap, sizeof *out->ev);
+            }
+            out->ev[out->n++] = ev;
+        }
+        size_t got = r->elements;
+        freeReplyObject(r);
+        if (got < 10000) return 0;
+    }
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    int64_t sa = ((const canvas_event_t *)a)->seq, sb = ((const canvas_event_t *)b)->seq;
+    return (sa > sb) - (sa < sb);
+}
+
+typedef struct {
+    uint8_t *canvas;
+    const canvas_geom_t *g;
+    evlist_t *stream;
+    size_t si; /* next stream event to merge */
+    rebuild_stats_t *st;
+} merge_t;
+
+static void apply(merge_t *m, const canvas_event_t *ev)
+{
+    if (ev->x >= 0 && ev->y >= 0 && ev->x < m->g->width && ev->y < m->g->height)
+        m->canvas[canvas_index_of(m->g, ev->x, ev->y)] = (uint8_t)ev->color;
+    if (ev->seq > m->st->seq) m->st->seq = ev->seq;
+}
+
+/* Stream events before this one go first; one with the same seq is the same
+ * event and is skipped. */
+static int on_db_event(void *arg, const canvas_event_t *ev)
+{
+    merge_t *m = arg;
+    while (m->si < m->stream->n && m->stream->ev[m->si].seq <= ev->seq) {
+        if (m->stream->ev[m->si].seq < ev->seq) {
+            apply(m, &m->stream->ev[m->si]);
+            m->st->stream_events++;
+        }
+        m->si++;
+    }
+    apply(m, ev);
+    m->st->db_events++;
+    return 0;
+}
+
+int rebuild_canvas(db_t *db, rds_t *rds, const canvas_geom_t *g, uint8_t **canvas,
+                   rebuild_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    *canvas = NULL;
+    evlist_t stream = {0};
+    if (rds) {
+        int rc = read_stream(rds, &stream);
+        if (rc) {
+            free(stream.ev);
+            return rc;
+        }
+        qsort(stream.ev, stream.n, sizeof *stream.ev, by_seq);
+    }
+    uint8_t *c = NULL;
+    int64_t snap_seq = 0;
+    int rc = db_snapshot_latest(db, g->width, g->height, &c, &snap_seq);
+    if (rc == PX_ENOTFOUND) {
+        c = xcalloc(1, canvas_size(g));
+        snap_seq = 0;
+    } else if (rc) {
+        free(stream.ev);
+        return rc;
+    }
+    st->snapshot_seq = snap_seq;
+    st->seq = snap_seq;
+    merge_t m = {c, g, &stream, 0, st};
+    while (m.si < stream.n && stream.ev[m.si].seq <= snap_seq) m.si++;
+    rc = db_events_scan(db, snap_seq, on_db_event, &m);
+    if (rc) {
+        free(c);
+        free(stream.ev);
+        return rc;
+    }
+    for (; m.si < stream.n; m.si++) {
+        if (m.si > 0 && stream.ev[m.si].seq == stream.ev[m.si - 1].seq) continue;
+        apply(&m, &stream.ev[m.si]);
+        st->stream_events++;
+    }
+    free(stream.ev);
+    *canvas = c;
+    return 0;
+}
