@@ -1,0 +1,34 @@
+/* app — process-wide state of place-api shared by its threads: the config,
+ * the canvas cache, counters. Everything here is either immutable after
+ * start or synchronised as documented per field. */
+#ifndef PLACE_APP_H
+#define PLACE_APP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "canvas.h"
+#include "cfg.h"
+
+typedef struct ccache ccache_t;
+typedef struct sink sink_t;
+
+typedef struct app {
+    /* read-only after start */
+    const cfg_t *cfg;
+    canvas_geom_t geom;
+    int64_t started_ms;
+    ccache_t *ccache;
+    sink_t *sink;
+    /* atomics */
+    _Atomic int64_t inflight;        /* HTTP requests being handled */
+    _Atomic uint64_t pixels_placed;  /* accepted by this instance */
+    _Atomic uint64_t rate_limited;   /* cooldown refusals by this instance */
+    _Atomic uint64_t backend_errors; /* Redis / PostgreSQL failures seen */
+} app_t;
+
+/* Wall-clock and monotonic milliseconds. */
+int64_t app_now_ms(void);
+int64_t app_mono_ms(void);
+
+#endif

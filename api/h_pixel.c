@@ -1,0 +1,57 @@
+/* POST /api/v1/pixel — the REST form of the hot path. */
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "proto.h"
+#include "routes.h"
+
+enum MHD_Result h_pixel(req_t *rq)
+{
+    enum MHD_Result res;
+    rds_session_t s;
+    if (!req_session_or_reply(rq, &s, NULL, &res)) return res;
+    proto_place_t p;
+    char msg[160];
+    int rc = proto_parse_place(rq->body.data ? rq->body.data : "", rq->body.len, &rq->app->geom,
+                               false, &p, msg, sizeof msg);
+    if (rc) return reply_error(rq, 400, proto_error_code(rc), "%s", msg);
+
+    unsigned char idb[16];
+    char id[33];
+    if (RAND_bytes(idb, sizeof idb) != 1)
+        return reply_error(rq, 500, "INTERNAL", "random source failed");
+    proto_hex(idb, sizeof idb, id);
+    rds_place_req_t q = {s.user_id, id, p.x, p.y, p.color, rq->app->geom.width,
+                         rq->app->geom.height, (int64_t)rq->app->cfg->cooldown.seconds * 1000};
+    rds_place_res_t out;
+    rc = rds_place(req_rds(rq), &q, &out);
+    switch (rc) {
+    case 0: break;
+    case PX_ECOOLDOWN: {
+        atomic_fetch_add(&rq->app->rate_limited, 1);
+        char ra[24];
+        snprintf(ra, sizeof ra, "%lld", (long long)((out.remaining_ms + 999) / 1000));
+        snprintf(msg, sizeof msg, "cooldown active: wait %.3f s", out.remaining_ms / 1000.0);
+        return reply_error_ex(rq, 429, "RATE_LIMITED",
+                              json_pack("{s:f,s:I}", "cooldownRemaining",
+                                        out.remaining_ms / 1000.0, "cooldownRemainingMs",
+                                        (json_int_t)out.remaining_ms),
+                              "Retry-After", ra, msg);
+    }
+    case PX_EBANNED: return reply_error(rq, 403, "BANNED", "this account is banned");
+    default:
+        atomic_fetch_add(&rq->app->backend_errors, 1);
+        log_warn("place_failed", "%s", rds_errstr(req_rds(rq)));
+        return reply_error(rq, 503, "UNAVAILABLE", "canvas store unavailable, try again");
+    }
+    atomic_fetch_add(&rq->app->pixels_placed, 1);
+    char when[32];
+    proto_time_format(out.time_ms, when);
+    return reply_json(rq, 201,
+                      json_pack("{s:b,s:s,s:I,s:i,s:i,s:i,s:f,s:I,s:s}", "ok", 1, "id", id, "seq",
+                                (json_int_t)out.seq, "x", p.x, "y", p.y, "color", p.color,
+                                "cooldown", out.cooldown_ms / 1000.0, "cooldownMs",
+                                (json_int_t)out.cooldown_ms, "placedAt", when));
+}

@@ -1,0 +1,81 @@
+/* http — the MHD daemon, the access-handler dispatch, per-request context,
+ * body caps, response helpers, and the per-pool-thread backends. */
+#ifndef PLACE_HTTP_H
+#define PLACE_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "buf.h"
+#include "db.h"
+#include "px.h"
+#include "rds.h"
+
+typedef struct http_server http_server_t;
+typedef struct req req_t;
+
+typedef enum MHD_Result (*route_fn)(req_t *rq);
+
+struct req {
+    /* read-only for handlers */
+    app_t *app;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *url;
+    const char *param; /* path remainder after a prefix route, e.g. the user id */
+    buf_t body;
+    char rid[17];      /* request id, hex */
+    char ip[64];       /* client address (X-Forwarded-For from trusted proxies) */
+    /* private */
+    bool _too_big;
+    bool _replied;
+    int _status;
+    int64_t _start_ms;
+    const char *_route_name;
+};
+
+/* gives: http_server_free. Starts MHD listening per app->cfg. NULL on error
+ * (logged: the edge). */
+http_server_t *http_start(app_t *app);
+/* The bound port (useful with port 0). */
+int http_port(const http_server_t *s);
+/* Stops accepting, waits for in-flight requests up to shutdown_timeout_ms,
+ * then stops MHD and frees everything. */
+void http_stop_and_free(http_server_t *s);
+
+/* The calling pool thread's own backends, connected lazily. Never NULL. */
+rds_t *req_rds(req_t *rq);
+db_t *req_db(req_t *rq);
+
+/* ---- responses: each queues exactly one response and returns MHD's result ---- */
+
+/* takes: body (json_decref'd). */
+enum MHD_Result reply_json(req_t *rq, unsigned status, json_t *body);
+enum MHD_Result reply_error(req_t *rq, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Like reply_error with extra members (takes: extra, a JSON object merged
+ * into the error object) and an optional extra header (borrowed, may be NULL). */
+enum MHD_Result reply_error_ex(req_t *rq, unsigned status, const char *code, json_t *extra,
+                               const char *hname, const char *hvalue, const char *msg);
+/* Queues a prepared response (borrowed: the caller destroys its reference). */
+enum MHD_Result reply_response(req_t *rq, unsigned status, struct MHD_Response *resp);
+
+/* ---- request helpers ---- */
+
+/* Query argument or NULL (borrowed, valid during the request). */
+const char *req_arg(req_t *rq, const char *name);
+const char *req_header(req_t *rq, const char *name);
+/* Parses an integer query argument in [lo, hi]; missing -> def. false after
+ * replying 400. */
+bool req_int_arg_or_reply(req_t *rq, const char *name, long lo, long hi, long def, long *out,
+                          enum MHD_Result *res);
+/* Loads the caller's session (cookie, then Authorization: Bearer). false
+ * after replying 401 (no/unknown session) or 503 (Redis down). */
+bool req_session_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Result *res);
+/* Reads the session id from cookie or bearer without checking it. */
+bool req_session_id(req_t *rq, char sid[65]);
+
+#endif

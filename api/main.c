@@ -1,0 +1,228 @@
+/* place-api: the HTTP (and later WebSocket) server, event sink, migrations.
+ *
+ *   place-api [--config FILE]            serve
+ *   place-api [--config FILE] migrate    apply sql/ migrations and exit
+ *   place-api [--config FILE] print-config
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "ccache.h"
+#include "cfg.h"
+#include "db.h"
+#include "db_migrate.h"
+#include "http.h"
+#include "log.h"
+#include "rds.h"
+#include "rebuild.h"
+#include "sink.h"
+
+int64_t app_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t app_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: place-api [--config FILE] [serve|migrate|print-config]\n");
+}
+
+static int cmd_migrate(const cfg_t *cfg)
+{
+    char err[512];
+    int applied = 0;
+    int rc = db_migrate(cfg->postgres.migrate_url, cfg->postgres.migrations_dir,
+                        cfg->postgres.app_role, &applied, err, sizeof err);
+    if (rc) {
+        log_error("migrate_failed", "%s", err);
+        return 1;
+    }
+    log_info("migrated", "%d migration(s) applied", applied);
+    return 0;
+}
+
+/* Waits for a signal or ms; true when a stop signal arrived. */
+static bool wait_signal(int sfd, int ms)
+{
+    fd_set rf;
+    FD_ZERO(&rf);
+    FD_SET(sfd, &rf);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (select(sfd + 1, &rf, NULL, NULL, &tv) > 0) {
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof si) == sizeof si) {
+            log_info("signal", "received %s", strsignal((int)si.ssi_signo));
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Makes sure Redis holds a canvas of the configured size: rebuilds it from
+ * PostgreSQL (newest snapshot + later events + the stream) when it is
+ * missing. Retries while a backend is down. Returns 0, 1 on a fatal
+ * mismatch, 2 when a stop signal arrived. */
+static int ensure_canvas(app_t *app, int sfd)
+{
+    const cfg_t *cfg = app->cfg;
+    rds_t *rds = rds_new(cfg);
+    db_t *db = db_new(cfg->postgres.url, cfg->postgres.timeout_ms);
+    int result = 0;
+    int backoff = 250;
+    for (;;) {
+        redisReply *r = rds_command(rds, "STRLEN %s", RDS_KEY_CANVAS);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            log_warn("startup_wait", "redis: %s", r ? "unexpected reply" : rds_errstr(rds));
+            if (r) freeReplyObject(r);
+            goto retry;
+        }
+        long long len = r->integer;
+        freeReplyObject(r);
+        if (len == (long long)canvas_size(&app->geom)) break;
+        if (len != 0) {
+            log_error("canvas_mismatch",
+                      "Redis holds a %lld-byte canvas but [canvas] is %dx%d (%zu bytes); "
+                      "fix the config or delete the key %s",
+                      len, app->geom.width, app->geom.height, canvas_size(&app->geom),
+                      RDS_KEY_CANVAS);
+            result = 1;
+            break;
+        }
+        uint8_t *c;
+        rebuild_stats_t st;
+        int rc = rebuild_canvas(db, rds, &app->geom, &c, &st);
+        if (rc) {
+            log_warn("startup_wait", "canvas rebuild: %s", db_errstr(db));
+            goto retry;
+        }
+        bool installed = false;
+        rc = rds_canvas_install(rds, c, canvas_size(&app->geom), st.seq, &installed);
+        free(c);
+        if (rc) goto retry;
+        log_info("canvas_rebuilt",
+                 "%s: snapshot seq %lld + %zu events from PostgreSQL + %zu from the stream, "
+                 "seq %lld",
+                 installed ? "installed" : "another instance installed first",
+                 (long long)st.snapshot_seq, st.db_events, st.stream_events, (long long)st.seq);
+        break;
+    retry:
+        if (wait_signal(sfd, backoff)) {
+            result = 2;
+            break;
+        }
+        backoff = backoff < 4000 ? backoff * 2 : 4000;
+    }
+    rds_free(rds);
+    db_free(db);
+    return result;
+}
+
+static int cmd_serve(const cfg_t *cfg)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL); /* every thread inherits this */
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0) {
+        log_error("signalfd", "%s", strerror(errno));
+        return 1;
+    }
+
+    app_t app;
+    memset(&app, 0, sizeof app);
+    app.cfg = cfg;
+    app.geom.width = cfg->canvas.width;
+    app.geom.height = cfg->canvas.height;
+    app.geom.palette_len = cfg->canvas.palette_len;
+    app.started_ms = app_now_ms();
+
+    int rc = ensure_canvas(&app, sfd);
+    if (rc) {
+        close(sfd);
+        return rc == 2 ? 0 : 1;
+    }
+    app.ccache = ccache_new(&app);
+    app.sink = sink_start(&app);
+    http_server_t *http = app.sink ? http_start(&app) : NULL;
+    if (!http) {
+        sink_stop(app.sink);
+        ccache_free(app.ccache);
+        close(sfd);
+        return 1;
+    }
+    log_info("listening", "http://%s:%d/ (canvas %dx%d, %d colours, cooldown %d s)",
+             cfg->http.bind, http_port(http), cfg->canvas.width, cfg->canvas.height,
+             cfg->canvas.palette_len, cfg->cooldown.seconds);
+
+    while (!wait_signal(sfd, 60000)) {
+    }
+    log_info("shutdown", "draining %lld in-flight request(s)", (long long)app.inflight);
+    http_stop_and_free(http);
+    sink_stop(app.sink);
+    ccache_free(app.ccache);
+    close(sfd);
+    log_info("stopped", "bye");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = "config.ini";
+    const char *cmd = "serve";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            config = argv[i] + 9;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        } else if (argv[i][0] != '-') {
+            cmd = argv[i];
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    cfg_t *cfg = malloc(sizeof *cfg);
+    char err[512];
+    if (!cfg || cfg_load(cfg, config, NULL, err, sizeof err)) {
+        fprintf(stderr, "place-api: config: %s\n", cfg ? err : "out of memory");
+        free(cfg);
+        return 2;
+    }
+    log_level_t lvl = LOG_INFO;
+    (void)log_level_parse(cfg->log.level, &lvl);
+    log_setup(lvl, cfg->instance);
+    int rc;
+    if (!strcmp(cmd, "serve")) rc = cmd_serve(cfg);
+    else if (!strcmp(cmd, "migrate")) rc = cmd_migrate(cfg);
+    else if (!strcmp(cmd, "print-config")) {
+        cfg_dump(cfg, stdout);
+        rc = 0;
+    } else {
+        usage();
+        rc = 2;
+    }
+    free(cfg);
+    return rc;
+}

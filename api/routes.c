@@ -1,0 +1,57 @@
+#include "routes.h"
+
+#include <string.h>
+
+static const route_t table[] = {
+    {"POST", "/api/v1/auth/guest", false, h_auth_guest, "auth_guest"},
+    {"GET", "/api/v1/auth/me", false, h_auth_me, "auth_me"},
+    {"GET", "/api/v1/canvas", false, h_canvas, "canvas"},
+    {"GET", "/api/v1/canvas.png", false, h_canvas_png, "canvas_png"},
+    {"GET", "/api/v1/canvas/info", false, h_canvas_info, "canvas_info"},
+    {"POST", "/api/v1/pixel", false, h_pixel, "pixel"},
+    {"GET", "/api/v1/history/pixel", false, h_history_pixel, "history_pixel"},
+    {"GET", "/api/v1/history/user/", true, h_history_user, "history_user"},
+    {"GET", "/api/v1/history/recent", false, h_history_recent, "history_recent"},
+    {"GET", "/health", false, h_health, "health"},
+    {"GET", "/health/ready", false, h_health_ready, "health_ready"},
+};
+
+#define NROUTES (sizeof table / sizeof table[0])
+
+static bool path_matches(const route_t *r, const char *path, const char **param)
+{
+    if (!r->prefix) return strcmp(r->path, path) == 0;
+    size_t n = strlen(r->path);
+    if (strncmp(r->path, path, n) != 0 || !path[n] || strchr(path + n, '/')) return false;
+    *param = path + n;
+    return true;
+}
+
+const route_t *route_find(const char *method, const char *path, bool *path_known,
+                          const char **param)
+{
+    *path_known = false;
+    *param = NULL;
+    for (size_t i = 0; i < NROUTES; i++) {
+        const char *p = NULL;
+        if (!path_matches(&table[i], path, &p)) continue;
+        *path_known = true;
+        if (!strcmp(table[i].method, method) ||
+            (!strcmp(method, "HEAD") && !strcmp(table[i].method, "GET"))) {
+            *param = p;
+            return &table[i];
+        }
+    }
+    return NULL;
+}
+
+const char *route_allow(const char *path)
+{
+    static const char *const combos[] = {"GET, HEAD", "POST"};
+    for (size_t i = 0; i < NROUTES; i++) {
+        const char *p;
+        if (path_matches(&table[i], path, &p))
+            return strcmp(table[i].method, "GET") ? combos[1] : combos[0];
+    }
+    return combos[0];
+}
