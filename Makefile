@@ -27,8 +27,8 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay
 CFLAGS := -std=c17 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread -MMD -MP
 CPPFLAGS = -Icommon $(PKG_CFLAGS)
-LDFLAGS := -pthread $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 comma := ,
+LDFLAGS := -pthread $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 
 COMMON_SRC := $(wildcard common/*.c)
 API_SRC := $(wildcard api/*.c)
@@ -47,25 +47,31 @@ all: $(BINDIR)/place-api $(BINDIR)/place-worker
 asan:
 	$(MAKE) SAN=1 all
 
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BINDIR)/place-api: $(API_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(API_OBJ) $(LIBCOMMON) $(PKG_LIBS) -lm
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(API_OBJ) $(LIBCOMMON) $(PKG_LIBS) -lm
 
 $(BINDIR)/place-worker: $(WORKER_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(WORKER_OBJ) $(LIBCOMMON) $(PKG_LIBS) -lm
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(WORKER_OBJ) $(LIBCOMMON) $(PKG_LIBS) -lm
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $< -o $@ $(LIBCOMMON) $(PKG_LIBS) -lcmocka -lm $(LDFLAGS)
+	@$(if $(V),,echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $< -o $@ $(LIBCOMMON) $(PKG_LIBS) -lcmocka -lm $(LDFLAGS)
 
 unit-bins: $(UNIT_BIN)
 .PHONY: unit-bins

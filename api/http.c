@@ -91,12 +91,21 @@ enum MHD_Result reply_json(req_t *rq, unsigned status, json_t *body)
 enum MHD_Result reply_error_ex(req_t *rq, unsigned status, const char *code, json_t *extra,
                                const char *hname, const char *hvalue, const char *msg)
 {
-    json_t *err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+    /* messages may quote client bytes: keep them printable ASCII so the
+     * JSON is always valid */
+    char clean[512];
+    size_t i = 0;
+    for (; msg[i] && i < sizeof clean - 1; i++)
+        clean[i] = (msg[i] >= 0x20 && msg[i] < 0x7f) ? msg[i] : '?';
+    clean[i] = '\0';
+    json_t *err = json_pack("{s:s,s:s}", "code", code, "message", clean);
     if (extra) {
         json_object_update(err, extra);
         json_decref(extra);
     }
-    char *s = json_dumps(json_pack("{s:o}", "error", err), JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_t *wrap = json_pack("{s:o}", "error", err);
+    char *s = json_dumps(wrap, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(wrap);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");

@@ -18,7 +18,7 @@ static int by_seq(const void *a, const void *b)
 int64_t canvas_replay(uint8_t *canvas, const canvas_geom_t *g, canvas_event_t *ev, size_t n,
                       int64_t after_seq)
 {
-    qsort(ev, n, sizeof *ev, by_seq);
+    if (n) qsort(ev, n, sizeof *ev, by_seq);
     int64_t last = after_seq;
     for (size_t i = 0; i < n; i++) {
         if (ev[i].seq <= after_seq) continue;

@@ -194,8 +194,7 @@ int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)
                             RDS_KEY_EVENTS, cdkey, RDS_KEY_BANNED, RDS_KEY_SETTINGS,
                             q->user_id, off, (const char *)&byte, cd, q->id, xs, ys, cs, size};
     size_t lens[18];
-    for (int i = 0; i < 18; i++) lens[i] = strlen(argv[i]);
-    lens[11] = 1; /* the colour byte may be 0 */
+    for (int i = 0; i < 18; i++) lens[i] = i == 11 ? 1 : strlen(argv[i]); /* byte may be 0 */
     redisReply *rep = rds_commandargv(r, 18, argv, lens);
     if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
         freeReplyObject(rep);

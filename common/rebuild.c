@@ -99,7 +99,7 @@ int rebuild_canvas(db_t *db, rds_t *rds, const canvas_geom_t *g, uint8_t **canva
             free(stream.ev);
             return rc;
         }
-        qsort(stream.ev, stream.n, sizeof *stream.ev, by_seq);
+        if (stream.n) qsort(stream.ev, stream.n, sizeof *stream.ev, by_seq);
     }
     uint8_t *c = NULL;
     int64_t snap_seq = 0;

@@ -12,6 +12,7 @@ export PLACE_BIN=${PLACE_BIN:-bin}
 UNIT=${PLACE_UNIT:-build/release/tests}
 OUT=tests/out
 mkdir -p "$OUT"
+rm -f "$OUT"/*.log
 PY=/usr/bin/python3
 passed=0
 failed=0
@@ -57,6 +58,13 @@ for t in tests/integration/test_*.py; do
     timeout 900 "$PY" "$t" 2>&1 | tee "$OUT/$name.log"
     count "$OUT/$name.log"
 done
+
+# a sanitizer report in any log is a failure even when the test itself passed
+san=$(grep -l -E 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$OUT"/*.log 2>/dev/null)
+if [[ -n $san ]]; then
+    echo "!! sanitizer reports in: $san"
+    failed=$((failed + 1))
+fi
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
