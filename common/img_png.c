@@ -101,15 +101,15 @@ static void encode_body(png_structp png, png_infop info, void *arg)
 {
     enc_job_t *j = arg;
     png_set_write_fn(png, &j->sink, sink_write, sink_flush);
-    png_set_IHDR(png, info, (png_uint_32)j->w, (png_uint_32)j->h, j->depth,
-                 PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, (png_uint_32)j->w, (png_uint_32)j->h, j->depth, PNG_COLOR_TYPE_PALETTE,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_set_PLTE(png, info, j->plte, j->nplte);
     png_set_compression_level(png, j->level);
     png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
     png_set_compression_buffer_size(png, IDAT_BUF);
     png_write_info(png, info);
-    for (int y = 0; y < j->h; y++) png_write_row(png, j->rows + (size_t)y * j->rowbytes);
+    for (int y = 0; y < j->h; y++)
+        png_write_row(png, j->rows + (size_t)y * j->rowbytes);
     png_write_end(png, info);
 }
 
@@ -117,7 +117,8 @@ static void encode_body(png_structp png, png_infop info, void *arg)
 static uint8_t max_byte(const uint8_t *p, size_t n)
 {
     uint8_t m = 0;
-    for (size_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;
+    for (size_t i = 0; i < n; i++)
+        m = p[i] > m ? p[i] : m;
     return m;
 }
 
@@ -125,7 +126,8 @@ static uint8_t max_byte(const uint8_t *p, size_t n)
 static void pack4(const uint8_t *src, int w, uint8_t *dst)
 {
     int x = 0;
-    for (; x + 1 < w; x += 2) *dst++ = (uint8_t)(src[x] << 4 | src[x + 1]);
+    for (; x + 1 < w; x += 2)
+        *dst++ = (uint8_t)(src[x] << 4 | src[x + 1]);
     if (x < w) *dst = (uint8_t)(src[x] << 4);
 }
 
@@ -179,8 +181,8 @@ int img_png_encode(const uint8_t *idx, int w, int h, const uint32_t *palette, in
         goto done;
     }
 
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, on_png_error,
-                                              on_png_warning);
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, on_png_error, on_png_warning);
     if (!png) {
         rc = -ENOMEM;
         goto done;
@@ -241,8 +243,8 @@ static void decode_body(png_structp png, png_infop info, void *arg)
     png_colorp plte = NULL;
     int n = 0;
     if (ctype != PNG_COLOR_TYPE_PALETTE || depth > 8 ||
-        !(png_get_valid(png, info, PNG_INFO_PLTE) && png_get_PLTE(png, info, &plte, &n)) ||
-        n < 1 || n > 256) {
+        !(png_get_valid(png, info, PNG_INFO_PLTE) && png_get_PLTE(png, info, &plte, &n)) || n < 1 ||
+        n > 256) {
         j->rc = PX_EPROTO;
         return;
     }
@@ -265,7 +267,8 @@ static void decode_body(png_structp png, png_infop info, void *arg)
     j->w = (int)w;
     j->h = (int)h;
     for (int p = 0; p < passes; p++)
-        for (png_uint_32 y = 0; y < h; y++) png_read_row(png, j->pix + (size_t)y * w, NULL);
+        for (png_uint_32 y = 0; y < h; y++)
+            png_read_row(png, j->pix + (size_t)y * w, NULL);
     png_read_end(png, NULL);
 }
 
@@ -275,8 +278,8 @@ int img_png_decode_indexed(const uint8_t *png_data, size_t len, uint8_t **idx, i
     *idx = NULL;
     dec_job_t j = {.src = png_data, .len = len, .palette = palette};
 
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, on_png_error,
-                                             on_png_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, on_png_error, on_png_warning);
     if (!png) return -ENOMEM;
     png_infop info = png_create_info_struct(png);
     if (!info) {
@@ -302,8 +305,8 @@ int img_png_decode_indexed(const uint8_t *png_data, size_t len, uint8_t **idx, i
 /* ---------------------------------------------------------------------------
  * Bare IDAT payload (for APNG frames) */
 
-int img_png_deflate_frame(const uint8_t *idx, size_t stride, int w, int h, int bit_depth,
-                          int level, uint8_t **out, size_t *out_len)
+int img_png_deflate_frame(const uint8_t *idx, size_t stride, int w, int h, int bit_depth, int level,
+                          uint8_t **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;

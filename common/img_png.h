@@ -60,7 +60,6 @@ PX_MUST_CHECK int img_png_decode_indexed(const uint8_t *png, size_t len, uint8_t
  *   PX_EBACKEND zlib failed.
  * On error *out is NULL. */
 PX_MUST_CHECK int img_png_deflate_frame(const uint8_t *idx, size_t stride, int w, int h,
-                                        int bit_depth, int level, uint8_t **out,
-                                        size_t *out_len);
+                                        int bit_depth, int level, uint8_t **out, size_t *out_len);
 
 #endif
