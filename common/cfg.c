@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 extern char **environ;
 
@@ -198,7 +199,17 @@ typedef struct {
     char *err;
     size_t errlen;
     int rc;
+    const opt_t *last; /* option of the previous line, for continuations */
+    char acc[4096];    /* its value so far */
 } parse_ctx_t;
+
+/* Lists (palette, proxies, origins) may continue on indented lines: inih
+ * calls us again with the same key, and the pieces are joined with ','. */
+static bool is_list(const opt_t *o)
+{
+    return o->kind == T_PALETTE || !strcmp(o->key, "trusted_proxies") ||
+           !strcmp(o->key, "allowed_origins");
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
@@ -210,7 +221,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         pc->rc = PX_ECONFIG;
         return 0;
     }
-    pc->rc = set_value(pc->cfg, o, value, pc->err, pc->errlen);
+    if (o == pc->last && is_list(o)) {
+        size_t l = strlen(pc->acc);
+        snprintf(pc->acc + l, sizeof pc->acc - l, ",%s", value);
+    } else {
+        snprintf(pc->acc, sizeof pc->acc, "%s", value);
+    }
+    pc->last = o;
+    pc->rc = set_value(pc->cfg, o, pc->acc, pc->err, pc->errlen);
     return pc->rc ? 0 : 1;
 }
 
@@ -276,8 +294,12 @@ static int finish(cfg_t *c, char *err, size_t errlen)
                  c->log.level);
         return PX_ECONFIG;
     }
-    if (strncmp(c->postgres.url, "postgres", 8) != 0 || strncmp(c->postgres.migrate_url, "postgres", 8) != 0) {
+    if (strncmp(c->postgres.url, "postgres", 8) != 0) {
         snprintf(err, errlen, "[postgres] url: must be a postgresql:// URL");
+        return PX_ECONFIG;
+    }
+    if (strncmp(c->postgres.migrate_url, "postgres", 8) != 0) {
+        snprintf(err, errlen, "[postgres] migrate_url: must be a postgresql:// URL");
         return PX_ECONFIG;
     }
     if (strncmp(c->rabbitmq.url, "amqp://", 7) != 0) {
@@ -315,10 +337,32 @@ int cfg_load(cfg_t *out, const char *path, char *const *envp, char *err, size_t 
             snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
             return PX_ECONFIG;
         }
-        parse_ctx_t pc = {out, err, errlen, 0};
-        int line = ini_parse_file(fp, on_ini, &pc);
+        /* Debian's libinih reads at most 199 bytes a line and would split a
+         * longer one silently: refuse it with a clear message instead. */
+        int ch, col = 0, lineno = 1;
+        while ((ch = getc(fp)) != EOF) {
+            if (ch == '\n') {
+                lineno++;
+                col = 0;
+            } else if (++col > 199) {
+                fclose(fp);
+                snprintf(err, errlen,
+                         "%s:%d: line longer than 199 characters; continue long lists "
+                         "(palette, origins, proxies) on indented lines",
+                         path, lineno);
+                return PX_ECONFIG;
+            }
+        }
+        rewind(fp);
+        parse_ctx_t *pc = xcalloc(1, sizeof *pc);
+        pc->cfg = out;
+        pc->err = err;
+        pc->errlen = errlen;
+        int line = ini_parse_file(fp, on_ini, pc);
         fclose(fp);
-        if (pc.rc) return pc.rc;
+        int prc = pc->rc;
+        free(pc);
+        if (prc) return prc;
         if (line != 0) {
             snprintf(err, errlen, "%s:%d: syntax error", path, line);
             return PX_ECONFIG;

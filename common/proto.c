@@ -24,6 +24,10 @@ int proto_parse_place(const char *body, size_t len, const canvas_geom_t *g, bool
     const char *key;
     json_t *val;
     size_t seen = 0;
+    if (want_type && !json_object_get(root, "type")) {
+        snprintf(msg, msglen, "type is required");
+        goto out;
+    }
     json_object_foreach(root, key, val) {
         if (want_type && !strcmp(key, "type")) {
             if (!json_is_string(val) || strcmp(json_string_value(val), "place") != 0) {
@@ -127,20 +131,22 @@ bool proto_uuid_valid(const char *s)
 
 bool proto_parse_i64(const char *s, size_t len, int64_t *out)
 {
-    if (len == 0 || len > 19) return false;
+    if (len == 0 || len > 20) return false;
     size_t i = 0;
-    bool neg = false;
-    if (s[0] == '-') {
-        neg = true;
-        i = 1;
-        if (len == 1) return false;
-    }
+    bool neg = s[0] == '-';
+    if (neg && ++i == len) return false;
+    /* accumulate negatively: the range of int64 is one larger below zero */
     int64_t v = 0;
     for (; i < len; i++) {
         if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_sub_overflow(v, s[i] - '0', &v))
+            return false;
     }
-    *out = neg ? -v : v;
+    if (!neg) {
+        if (v == INT64_MIN) return false;
+        v = -v;
+    }
+    *out = v;
     return true;
 }
 
@@ -180,7 +186,9 @@ int proto_event_from_fields(const char *const *fields, const char *const *values
 
 void proto_time_format(int64_t ms, char out[32])
 {
-    time_t s = (time_t)(ms / 1000);
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) sec--, rem += 1000;
+    time_t s = (time_t)sec;
     struct tm tm;
     gmtime_r(&s, &tm);
     int y = tm.tm_year + 1900;
@@ -188,5 +196,5 @@ void proto_time_format(int64_t ms, char out[32])
     if (y > 9999) y = 9999;
     snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, (tm.tm_mon + 1) % 100,
              tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
-             (int)(((ms % 1000) + 1000) % 1000));
+             (int)rem);
 }
