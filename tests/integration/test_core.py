@@ -220,6 +220,31 @@ def test_bad_input_changes_nothing():
     assert place(tok, 5, 5, 5)[0] == 201
 
 
+def test_banned_user_refused():
+    tok, uid = api.guest()
+    redis("SADD", "banned:users", uid)
+    try:
+        before, seq0 = api.canvas()
+        st, _, b = place(tok, 11, 11, 11)
+        assert st == 403 and b["error"]["code"] == "BANNED", (st, b)
+        time.sleep(0.3)
+        assert api.canvas() == (before, seq0)
+    finally:
+        redis("SREM", "banned:users", uid)
+    assert place(tok, 11, 11, 11)[0] == 201
+
+
+def test_bad_config_exits_2():
+    env = dict(os.environ)
+    for k, v, needle in [("PLACE_CANVAS_WIDTH", "5000", "[canvas] width"),
+                         ("PLACE_CANVAS_PALETTE", "FFFFFF,12345", "[canvas] palette"),
+                         ("PLACE_HTTP_PORT", "http", "[http] port"),
+                         ("PLACE_REDIS_URL", "tcp://x", "[redis] url")]:
+        r = subprocess.run([os.path.join(ROOT, os.environ.get("PLACE_BIN", "bin"), "place-api")],
+                           cwd=ROOT, env=dict(env, **{k: v}), capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and needle in r.stderr, (k, r.returncode, r.stderr)
+
+
 def test_history_validation():
     for path in ["/api/v1/history/pixel?x=1", "/api/v1/history/pixel?x=-1&y=1",
                  "/api/v1/history/pixel?x=1&y=500", "/api/v1/history/pixel?x=a&y=1",
@@ -409,7 +434,8 @@ TESTS = [
     test_guest_session_and_me, test_unauthenticated_refused, test_canvas_info,
     test_place_changes_one_byte_and_one_row, test_cooldown_refuses_second_placement,
     test_cooldown_expires, test_50_concurrent_placements_one_user, test_1000_distinct_users,
-    test_bad_input_changes_nothing, test_history_validation, test_gzip_and_etag,
+    test_bad_input_changes_nothing, test_banned_user_refused, test_bad_config_exits_2,
+    test_history_validation, test_gzip_and_etag,
     test_health_ready, test_static_index, test_postgres_outage_loses_nothing,
     test_sink_claims_dead_consumers_pending, test_poison_entry_dead_lettered, test_restart_rebuilds_lost_canvas,
     test_rebuild_includes_unsunk_stream_entries, test_sigterm_flushes_and_exits_zero,
