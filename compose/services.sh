@@ -86,16 +86,8 @@ say() { printf 'services(%s): %s\n' "$profile" "$*"; }
 die() { say "error: $*" >&2; exit 1; }
 rmq() { local tool=$1; shift; env "${rmq_env[@]}" "$RMQ_BIN/$tool" "$@"; }
 
-# a zombie counts as dead (a killed daemon's parent may be slow to reap it)
-zombie() { [[ $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
-alive() { kill -0 "$1" 2>/dev/null && ! zombie "$1"; }
-
-# pid_of FILE COMM: print the pid in FILE if it names a live process called COMM
-pid_of() {
-  local pid
-  pid=$(head -n1 "$1" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ && $(ps -o comm= -p "$pid" 2>/dev/null) == "$2" ]] && alive "$pid" && echo "$pid"
-}
+# shellcheck source=compose/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 # live_or_clean FILE COMM: like pid_of, but remove FILE when it is stale (after
 # waiting for a zombie to be reaped: PostgreSQL checks its lock files by pid)

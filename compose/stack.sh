@@ -31,14 +31,8 @@ say() { printf 'stack: %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
 services() { compose/services.sh "$1" --profile run; }
 
-zombie() { [[ $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
-alive() { kill -0 "$1" 2>/dev/null && ! zombie "$1"; }
-# pid_of FILE COMM: print the pid in FILE if it names a live process called COMM
-pid_of() {
-  local pid
-  pid=$(head -n1 "$1" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ && $(ps -o comm= -p "$pid" 2>/dev/null) == "$2" ]] && alive "$pid" && echo "$pid"
-}
+# shellcheck source=compose/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 # stop_pid FILE COMM: TERM, wait, KILL after 10 s
 stop_pid() {
