@@ -1,5 +1,7 @@
 #include "job.h"
 
+#include "proto.h"
+
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -139,16 +141,7 @@ int job_new_id(char out[37])
 {
     unsigned char b[16];
     if (RAND_bytes(b, sizeof b) != 1) return PX_EBACKEND;
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
-    *o = '\0';
+    proto_uuid_format(b, out);
     return 0;
 }
 
@@ -164,20 +157,6 @@ char *job_encode(const char *type, const char *id)
     return copy;
 }
 
-/* 8-4-4-4-12 hex digits. The id is both the idempotency key and what we put
- * in log lines verbatim, so nothing else gets through. */
-static bool is_uuid(const char *s)
-{
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-') return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
-            return false;
-        }
-    }
-    return s[36] == '\0';
-}
 
 /* ---------------------------------------------------------------------------
  * Dispatch */
@@ -235,7 +214,7 @@ job_verdict_t job_run(job_env_t *env, const uint8_t *body, size_t len, long deli
         log_error("job_rejected", "job without a string \"type\"");
         goto out;
     }
-    if (!id || !is_uuid(id)) {
+    if (!id || !proto_uuid_valid(id)) {
         log_error("job_rejected", "%.32s job without a valid uuid \"id\"", type);
         goto out;
     }
