@@ -12,6 +12,7 @@
 
 typedef struct ccache ccache_t;
 typedef struct sink sink_t;
+typedef struct hub hub_t;
 
 typedef struct app {
     /* read-only after start */
@@ -20,11 +21,17 @@ typedef struct app {
     int64_t started_ms;
     ccache_t *ccache;
     sink_t *sink;
+    hub_t *hub;
     /* atomics */
     _Atomic int64_t inflight;        /* HTTP requests being handled */
     _Atomic uint64_t pixels_placed;  /* accepted by this instance */
     _Atomic uint64_t rate_limited;   /* cooldown refusals by this instance */
     _Atomic uint64_t backend_errors; /* Redis / PostgreSQL failures seen */
+    _Atomic int64_t ws_connections;  /* WebSockets open on this instance */
+    _Atomic uint64_t ws_messages_in; /* client text/binary messages */
+    _Atomic uint64_t ws_frames_out;  /* broadcast frames written or queued */
+    _Atomic uint64_t ws_updates;     /* updates received from the subscription */
+    _Atomic uint64_t ws_slow_dropped; /* clients dropped for not reading */
 } app_t;
 
 /* Wall-clock and monotonic milliseconds. */

@@ -7,10 +7,17 @@
 
 enum MHD_Result h_health(req_t *rq)
 {
-    return reply_json(rq, 200,
-                      json_pack("{s:s,s:s,s:s,s:I}", "status", "ok", "version", PLACE_VERSION,
-                                "instance", rq->app->cfg->instance, "uptime",
-                                (json_int_t)((app_now_ms() - rq->app->started_ms) / 1000)));
+    app_t *app = rq->app;
+    return reply_json(
+        rq, 200,
+        json_pack("{s:s,s:s,s:s,s:I,s:{s:I,s:I,s:I,s:I,s:I}}", "status", "ok", "version",
+                  PLACE_VERSION, "instance", app->cfg->instance, "uptime",
+                  (json_int_t)((app_now_ms() - app->started_ms) / 1000), "ws", "connections",
+                  (json_int_t)atomic_load(&app->ws_connections), "messagesIn",
+                  (json_int_t)atomic_load(&app->ws_messages_in), "updates",
+                  (json_int_t)atomic_load(&app->ws_updates), "framesOut",
+                  (json_int_t)atomic_load(&app->ws_frames_out), "slowDropped",
+                  (json_int_t)atomic_load(&app->ws_slow_dropped)));
 }
 
 enum MHD_Result h_health_ready(req_t *rq)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hub.h"
 #include "log.h"
 #include "proto.h"
 #include "routes.h"
@@ -20,6 +21,8 @@ struct http_server {
     app_t *app;
     struct MHD_Daemon *d;
     int port;
+    bool quiesced;
+    MHD_socket lfd;
 };
 
 /* ------------------------------------------------------------------ backends */
@@ -332,9 +335,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         log_fields(lvl, "http_request", fields, "%s", "");
     }
     buf_deinit(&rq->body);
+    hub_client_free(rq->upgrade); /* the upgrade never happened */
+    bool counted = !rq->_upgraded;
     free(rq);
     *req_cls = NULL;
-    atomic_fetch_sub(&app->inflight, 1);
+    if (counted) atomic_fetch_sub(&app->inflight, 1);
+}
+
+void http_upgraded(req_t *rq)
+{
+    if (rq->_upgraded) return;
+    rq->_upgraded = true;
+    atomic_fetch_sub(&rq->app->inflight, 1);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -361,7 +373,7 @@ http_server_t *http_start(app_t *app)
         return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)cfg->http.port, NULL, NULL, on_access, app, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http.threads,
@@ -386,10 +398,18 @@ http_server_t *http_start(app_t *app)
 
 int http_port(const http_server_t *s) { return s->port; }
 
+void http_quiesce(http_server_t *s)
+{
+    if (s->quiesced) return;
+    s->quiesced = true;
+    s->lfd = MHD_quiesce_daemon(s->d); /* stop accepting */
+}
+
 void http_stop_and_free(http_server_t *s)
 {
     if (!s) return;
-    MHD_socket lfd = MHD_quiesce_daemon(s->d); /* stop accepting */
+    http_quiesce(s);
+    MHD_socket lfd = s->lfd;
     int64_t deadline = app_mono_ms() + s->app->cfg->http.shutdown_timeout_ms;
     while (atomic_load(&s->app->inflight) > 0 && app_mono_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};

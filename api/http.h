@@ -16,6 +16,7 @@
 
 typedef struct http_server http_server_t;
 typedef struct req req_t;
+struct hub_client;
 
 typedef enum MHD_Result (*route_fn)(req_t *rq);
 
@@ -29,9 +30,11 @@ struct req {
     buf_t body;
     char rid[17];      /* request id, hex */
     char ip[64];       /* client address (X-Forwarded-For from trusted proxies) */
+    struct hub_client *upgrade; /* a WebSocket handed to the hub once upgraded (owned) */
     /* private */
     bool _too_big;
     bool _replied;
+    bool _upgraded;
     int _status;
     int64_t _start_ms;
     const char *_route_name;
@@ -42,6 +45,11 @@ struct req {
 http_server_t *http_start(app_t *app);
 /* The bound port (useful with port 0). */
 int http_port(const http_server_t *s);
+/* Stops accepting new connections (idempotent). */
+void http_quiesce(http_server_t *s);
+/* Called by the upgrade callback: the request is over for the drain count
+ * (its connection now belongs to a hub). */
+void http_upgraded(req_t *rq);
 /* Stops accepting, waits for in-flight requests up to shutdown_timeout_ms,
  * then stops MHD and frees everything. */
 void http_stop_and_free(http_server_t *s);

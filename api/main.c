@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "db.h"
 #include "db_migrate.h"
 #include "http.h"
+#include "hub.h"
 #include "log.h"
 #include "rds.h"
 #include "rebuild.h"
@@ -133,6 +135,17 @@ static int ensure_canvas(app_t *app, int sfd)
     return result;
 }
 
+/* Every WebSocket is a file descriptor: lift the soft limit to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("rlimit", "cannot raise the open-files limit: %s", strerror(errno));
+    }
+}
+
 static int cmd_serve(const cfg_t *cfg)
 {
     sigset_t mask;
@@ -160,10 +173,13 @@ static int cmd_serve(const cfg_t *cfg)
         close(sfd);
         return rc == 2 ? 0 : 1;
     }
+    raise_fd_limit();
     app.ccache = ccache_new(&app);
     app.sink = sink_start(&app);
-    http_server_t *http = app.sink ? http_start(&app) : NULL;
+    app.hub = app.sink ? hub_start(&app) : NULL;
+    http_server_t *http = app.hub ? http_start(&app) : NULL;
     if (!http) {
+        hub_stop(app.hub);
         sink_stop(app.sink);
         ccache_free(app.ccache);
         close(sfd);
@@ -175,7 +191,10 @@ static int cmd_serve(const cfg_t *cfg)
 
     while (!wait_signal(sfd, 60000)) {
     }
-    log_info("shutdown", "draining %lld in-flight request(s)", (long long)app.inflight);
+    log_info("shutdown", "closing %lld WebSocket(s), draining %lld in-flight request(s)",
+             (long long)app.ws_connections, (long long)app.inflight);
+    http_quiesce(http); /* no new connections */
+    hub_stop(app.hub);  /* close 1001 to every client, after their pending acks */
     http_stop_and_free(http);
     sink_stop(app.sink);
     ccache_free(app.ccache);

@@ -12,6 +12,7 @@ static const route_t table[] = {
     {"GET", "/api/v1/history/pixel", false, h_history_pixel, "history_pixel"},
     {"GET", "/api/v1/history/user/", true, h_history_user, "history_user"},
     {"GET", "/api/v1/history/recent", false, h_history_recent, "history_recent"},
+    {"GET", "/api/v1/ws", false, h_ws, "ws"},
     {"GET", "/health", false, h_health, "health"},
     {"GET", "/health/ready", false, h_health_ready, "health_ready"},
 };

@@ -33,5 +33,6 @@ enum MHD_Result h_history_recent(req_t *rq);
 enum MHD_Result h_health(req_t *rq);
 enum MHD_Result h_health_ready(req_t *rq);
 enum MHD_Result h_static(req_t *rq);
+enum MHD_Result h_ws(req_t *rq);
 
 #endif

@@ -51,6 +51,7 @@ static const opt_t opts[] = {
     OI("ws", "max_buffered_bytes", ws.max_buffered_bytes, 1024, 1 << 30, "1048576"),
     OI("ws", "ping_interval_s", ws.ping_interval_s, 1, 3600, "30"),
     OI("ws", "dead_timeout_s", ws.dead_timeout_s, 1, 3600, "10"),
+    OI("ws", "messages_per_s", ws.messages_per_s, 1, 100000, "20"),
     OS("ws", "allowed_origins", ws.allowed_origins, "http://localhost:3001,http://127.0.0.1:3001"),
     OI("canvas", "width", canvas.width, 1, CFG_MAX_DIM, "500"),
     OI("canvas", "height", canvas.height, 1, CFG_MAX_DIM, "500"),

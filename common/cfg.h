@@ -34,6 +34,7 @@ typedef struct cfg {
         int max_buffered_bytes;
         int ping_interval_s;
         int dead_timeout_s;
+        int messages_per_s;
         char allowed_origins[1024];
     } ws;
     struct {

@@ -5,56 +5,37 @@
 #include <string.h>
 #include <time.h>
 
-int proto_parse_place(const char *body, size_t len, const canvas_geom_t *g, bool want_type,
-                      proto_place_t *out, char *msg, size_t msglen)
+/* Reads x, y, color from a placement object (type, when allowed, already
+ * checked by the caller). */
+static int place_from_object(json_t *root, const canvas_geom_t *g, bool allow_type,
+                             proto_place_t *out, char *msg, size_t msglen)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        snprintf(msg, msglen, "invalid JSON: %s", jerr.text);
-        return PX_EPROTO;
-    }
-    int rc = PX_EPROTO;
-    if (!json_is_object(root)) {
-        snprintf(msg, msglen, "body must be a JSON object");
-        goto out;
-    }
     json_int_t v[3] = {0, 0, 0};
     static const char *const names[3] = {"x", "y", "color"};
     const char *key;
     json_t *val;
     size_t seen = 0;
-    if (want_type && !json_object_get(root, "type")) {
-        snprintf(msg, msglen, "type is required");
-        goto out;
-    }
     json_object_foreach(root, key, val) {
-        if (want_type && !strcmp(key, "type")) {
-            if (!json_is_string(val) || strcmp(json_string_value(val), "place") != 0) {
-                snprintf(msg, msglen, "type must be \"place\"");
-                goto out;
-            }
-            continue;
-        }
+        if (allow_type && !strcmp(key, "type")) continue;
         int k = -1;
         for (int i = 0; i < 3; i++)
             if (!strcmp(key, names[i])) k = i;
         if (k < 0) {
             snprintf(msg, msglen, "unknown field '%.40s'", key);
-            goto out;
+            return PX_EPROTO;
         }
         if (!json_is_integer(val)) {
             snprintf(msg, msglen, "%s must be an integer", names[k]);
-            goto out;
+            return PX_EPROTO;
         }
         v[k] = json_integer_value(val);
         seen |= 1u << k;
     }
     if (seen != 7) {
         snprintf(msg, msglen, "x, y and color are required");
-        goto out;
+        return PX_EPROTO;
     }
-    rc = canvas_validate(g, v[0], v[1], v[2]);
+    int rc = canvas_validate(g, v[0], v[1], v[2]);
     if (rc == PX_EBOUNDS)
         snprintf(msg, msglen, "coordinates must be within 0..%d x 0..%d", g->width - 1,
                  g->height - 1);
@@ -65,9 +46,95 @@ int proto_parse_place(const char *body, size_t len, const canvas_geom_t *g, bool
         out->y = (int)v[1];
         out->color = (int)v[2];
     }
+    return rc;
+}
+
+static json_t *load_object(const char *body, size_t len, char *msg, size_t msglen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(msg, msglen, "invalid JSON: %s", jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        snprintf(msg, msglen, "body must be a JSON object");
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+int proto_parse_place(const char *body, size_t len, const canvas_geom_t *g, bool want_type,
+                      proto_place_t *out, char *msg, size_t msglen)
+{
+    json_t *root = load_object(body, len, msg, msglen);
+    if (!root) return PX_EPROTO;
+    int rc = PX_EPROTO;
+    if (want_type) {
+        json_t *t = json_object_get(root, "type");
+        if (!t) {
+            snprintf(msg, msglen, "type is required");
+            goto out;
+        }
+        if (!json_is_string(t) || strcmp(json_string_value(t), "place") != 0) {
+            snprintf(msg, msglen, "type must be \"place\"");
+            goto out;
+        }
+    }
+    rc = place_from_object(root, g, want_type, out, msg, msglen);
 out:
     json_decref(root);
     return rc;
+}
+
+int proto_parse_ws(const char *body, size_t len, const canvas_geom_t *g, proto_ws_msg_t *out,
+                   char *msg, size_t msglen)
+{
+    json_t *root = load_object(body, len, msg, msglen);
+    if (!root) return PX_EPROTO;
+    int rc = PX_EPROTO;
+    json_t *t = json_object_get(root, "type");
+    const char *type = json_is_string(t) ? json_string_value(t) : NULL;
+    if (!type) {
+        snprintf(msg, msglen, "\"type\" (a string) is required");
+    } else if (!strcmp(type, "place")) {
+        out->type = PROTO_WS_PLACE;
+        rc = place_from_object(root, g, true, &out->place, msg, msglen);
+    } else if (!strcmp(type, "ping")) {
+        out->type = PROTO_WS_PING; /* other members are ignored (e.g. a client timestamp) */
+        rc = 0;
+    } else {
+        snprintf(msg, msglen, "unknown message type '%.40s'", type);
+    }
+    json_decref(root);
+    return rc;
+}
+
+bool proto_utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if ((c & 0xE0) == 0xC0) k = 1, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0) k = 2, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0) k = 3, cp = c & 0x07, min = 0x10000;
+        else return false;
+        if (n - i <= k) return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += k + 1;
+    }
+    return true;
 }
 
 const char *proto_error_code(int px)

@@ -24,6 +24,22 @@ PX_MUST_CHECK int proto_parse_place(const char *body, size_t len, const canvas_g
                                     bool want_type, proto_place_t *out, char *msg,
                                     size_t msglen);
 
+typedef enum { PROTO_WS_PLACE = 1, PROTO_WS_PING } proto_ws_type_t;
+
+typedef struct proto_ws_msg {
+    proto_ws_type_t type;
+    proto_place_t place; /* PROTO_WS_PLACE */
+} proto_ws_msg_t;
+
+/* Parses one client WebSocket message: {"type":"place",x,y,color} (strict,
+ * as proto_parse_place with want_type) or {"type":"ping",...}. A missing or
+ * unknown type is PX_EPROTO with a message. */
+PX_MUST_CHECK int proto_parse_ws(const char *body, size_t len, const canvas_geom_t *g,
+                                 proto_ws_msg_t *out, char *msg, size_t msglen);
+
+/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
+bool proto_utf8_valid(const uint8_t *s, size_t n);
+
 /* The protocol error code for a px code: "INVALID_COORDS", "INVALID_COLOR",
  * "RATE_LIMITED", "BANNED", "BAD_REQUEST", "UNAVAILABLE", ... Never NULL. */
 const char *proto_error_code(int px);

@@ -179,34 +179,53 @@ static int reply_error(rds_t *r, redisReply *rep)
 
 /* ------------------------------------------------------------------ place */
 
-int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)
+void rds_place_args(const rds_place_req_t *q, rds_place_args_t *a)
 {
-    char off[24], cd[24], xs[12], ys[12], cs[12], size[24], cdkey[64];
-    unsigned char byte = (unsigned char)q->color;
-    snprintf(off, sizeof off, "%zu", (size_t)q->y * (size_t)q->width + (size_t)q->x);
-    snprintf(cd, sizeof cd, "%lld", (long long)q->cooldown_ms);
-    snprintf(xs, sizeof xs, "%d", q->x);
-    snprintf(ys, sizeof ys, "%d", q->y);
-    snprintf(cs, sizeof cs, "%d", q->color);
-    snprintf(size, sizeof size, "%zu", (size_t)q->width * (size_t)q->height);
-    snprintf(cdkey, sizeof cdkey, "cooldown:user:%s", q->user_id);
-    const char *argv[18] = {"EVALSHA", rds_place_sha(), "6", RDS_KEY_CANVAS, RDS_KEY_SEQ,
-                            RDS_KEY_EVENTS, cdkey, RDS_KEY_BANNED, RDS_KEY_SETTINGS,
-                            q->user_id, off, (const char *)&byte, cd, q->id, xs, ys, cs, size};
-    size_t lens[18];
-    for (int i = 0; i < 18; i++) lens[i] = i == 11 ? 1 : strlen(argv[i]); /* byte may be 0 */
-    redisReply *rep = rds_commandargv(r, 18, argv, lens);
-    if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
-        freeReplyObject(rep);
-        argv[0] = "EVAL";
-        argv[1] = place_lua;
-        lens[0] = 4;
-        lens[1] = strlen(place_lua);
-        rep = rds_commandargv(r, 18, argv, lens);
+    a->byte = (unsigned char)q->color;
+    snprintf(a->off, sizeof a->off, "%zu", (size_t)q->y * (size_t)q->width + (size_t)q->x);
+    snprintf(a->cd, sizeof a->cd, "%lld", (long long)q->cooldown_ms);
+    snprintf(a->xs, sizeof a->xs, "%d", q->x);
+    snprintf(a->ys, sizeof a->ys, "%d", q->y);
+    snprintf(a->cs, sizeof a->cs, "%d", q->color);
+    snprintf(a->size, sizeof a->size, "%zu", (size_t)q->width * (size_t)q->height);
+    snprintf(a->cdkey, sizeof a->cdkey, "cooldown:user:%s", q->user_id);
+    snprintf(a->uid, sizeof a->uid, "%s", q->user_id);
+    snprintf(a->id, sizeof a->id, "%s", q->id);
+    const char *argv[RDS_PLACE_ARGC] = {
+        "EVALSHA", rds_place_sha(), "6", RDS_KEY_CANVAS, RDS_KEY_SEQ, RDS_KEY_EVENTS, a->cdkey,
+        RDS_KEY_BANNED, RDS_KEY_SETTINGS, a->uid, a->off, (const char *)&a->byte, a->cd, a->id,
+        a->xs, a->ys, a->cs, a->size};
+    for (int i = 0; i < RDS_PLACE_ARGC; i++) {
+        a->argv[i] = argv[i];
+        a->lens[i] = i == 11 ? 1 : strlen(argv[i]); /* the colour byte may be 0 */
     }
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER)
-        return reply_error(r, rep);
+}
+
+void rds_place_args_eval(rds_place_args_t *a)
+{
+    a->argv[0] = "EVAL";
+    a->argv[1] = place_lua;
+    a->lens[0] = 4;
+    a->lens[1] = strlen(place_lua);
+}
+
+bool rds_reply_noscript(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8);
+}
+
+int rds_place_result(const redisReply *rep, rds_place_res_t *res, char *err, size_t errlen)
+{
+    if (!rep) {
+        snprintf(err, errlen, "redis: no reply (connection lost)");
+        return PX_EBACKEND;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        snprintf(err, errlen, "redis: %.140s",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        return PX_EBACKEND;
+    }
     long long v0 = rep->element[0]->integer;
     long long v1 = rep->elements > 1 && rep->element[1]->type == REDIS_REPLY_INTEGER
                        ? rep->element[1]->integer
@@ -214,18 +233,16 @@ int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)
     long long v2 = rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_INTEGER
                        ? rep->element[2]->integer
                        : 0;
-    freeReplyObject(rep);
     switch (v0) {
     case -1: res->remaining_ms = v1 > 0 ? v1 : 1; return PX_ECOOLDOWN;
     case -2: return PX_EBANNED;
     case -3:
-        snprintf(r->errstr, sizeof r->errstr, "redis holds no canvas of the configured size "
-                                              "(length %lld)", v1);
+        snprintf(err, errlen, "redis holds no canvas of the configured size (length %lld)", v1);
         return PX_ENOCANVAS;
     default: break;
     }
     if (v0 <= 0) {
-        snprintf(r->errstr, sizeof r->errstr, "placement script returned %lld", v0);
+        snprintf(err, errlen, "placement script returned %lld", v0);
         return PX_EBACKEND;
     }
     res->seq = v0;
@@ -233,6 +250,22 @@ int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)
     res->cooldown_ms = v2;
     res->remaining_ms = 0;
     return 0;
+}
+
+int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)
+{
+    rds_place_args_t a;
+    rds_place_args(q, &a);
+    redisReply *rep = rds_commandargv(r, RDS_PLACE_ARGC, a.argv, a.lens);
+    if (rds_reply_noscript(rep)) {
+        freeReplyObject(rep);
+        rds_place_args_eval(&a);
+        rep = rds_commandargv(r, RDS_PLACE_ARGC, a.argv, a.lens);
+    }
+    if (!rep) return PX_EBACKEND; /* errstr set by rds_commandargv */
+    int rc = rds_place_result(rep, res, r->errstr, sizeof r->errstr);
+    freeReplyObject(rep);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ canvas */

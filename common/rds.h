@@ -67,6 +67,25 @@ typedef struct rds_place_res {
  * the right size in Redis) or PX_EBACKEND. */
 PX_MUST_CHECK int rds_place(rds_t *r, const rds_place_req_t *req, rds_place_res_t *res);
 
+/* The script's argument vector for one placement, for async callers (the
+ * sync rds_place uses it too). Self-contained: argv points into the struct,
+ * so it must not be copied after rds_place_args. */
+#define RDS_PLACE_ARGC 18
+typedef struct rds_place_args {
+    const char *argv[RDS_PLACE_ARGC];
+    size_t lens[RDS_PLACE_ARGC];
+    char off[24], cd[24], xs[12], ys[12], cs[12], size[24], cdkey[64], uid[40], id[36];
+    unsigned char byte;
+} rds_place_args_t;
+void rds_place_args(const rds_place_req_t *req, rds_place_args_t *a);
+/* Switches a to EVAL with the script text (after a NOSCRIPT reply). */
+void rds_place_args_eval(rds_place_args_t *a);
+bool rds_reply_noscript(const redisReply *rep);
+/* Interprets the script's reply (borrowed; NULL = connection lost): same
+ * return codes as rds_place; err gets a message on PX_EBACKEND/PX_ENOCANVAS. */
+PX_MUST_CHECK int rds_place_result(const redisReply *rep, rds_place_res_t *res, char *err,
+                                   size_t errlen);
+
 /* The script text and its SHA-1 hex (static storage), for async callers. */
 const char *rds_place_script(void);
 const char *rds_place_sha(void);

@@ -4,7 +4,7 @@
  * ../shared/data/jsontestsuite/test_parsing/), proto_error_code for every
  * PX_ code, proto_hex, proto_uuid_format / proto_uuid_valid,
  * proto_hex_valid, proto_parse_i64, proto_event_from_fields and
- * proto_time_format.
+ * proto_time_format, proto_parse_ws and proto_utf8_valid.
  *
  * Every body is copied into a heap block of exactly its length (no NUL
  * after it), so the ASan build catches any read past the end. */
@@ -925,6 +925,90 @@ static void test_parse_i64_overflow(void **state)
     }
 }
 
+/* ------------------------------------------------------------ proto_parse_ws */
+
+static int ws_n(const char *body, proto_ws_msg_t *out)
+{
+    size_t len = strlen(body);
+    char *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    memcpy(copy, body, len);
+    char msg[160] = "";
+    int rc = proto_parse_ws(copy, len, &G, out, msg, sizeof msg);
+    free(copy);
+    if (rc) assert_true(msg[0] != '\0');
+    return rc;
+}
+
+static void test_ws_messages(void **state)
+{
+    (void)state;
+    proto_ws_msg_t m;
+    assert_int_equal(ws_n("{\"type\":\"place\",\"x\":499,\"y\":399,\"color\":15}", &m), 0);
+    assert_int_equal(m.type, PROTO_WS_PLACE);
+    assert_int_equal(m.place.x, 499);
+    assert_int_equal(m.place.y, 399);
+    assert_int_equal(m.place.color, 15);
+    assert_int_equal(ws_n("{\"color\":1,\"y\":2,\"x\":3,\"type\":\"place\"}", &m), 0);
+    assert_int_equal(m.place.x, 3);
+    assert_int_equal(ws_n("{\"type\":\"ping\"}", &m), 0);
+    assert_int_equal(m.type, PROTO_WS_PING);
+    assert_int_equal(ws_n("{\"type\":\"ping\",\"t\":123}", &m), 0);
+    assert_int_equal(m.type, PROTO_WS_PING);
+    static const char *const bad[] = {
+        "", "{", "[]", "1", "null", "{}", "{\"type\":1}", "{\"type\":null}",
+        "{\"type\":\"PLACE\",\"x\":1,\"y\":1,\"color\":1}", "{\"type\":\"pong\"}",
+        "{\"type\":\"place\"}", "{\"type\":\"place\",\"x\":1,\"y\":1}",
+        "{\"type\":\"place\",\"x\":1,\"y\":1,\"color\":1,\"z\":0}",
+        "{\"type\":\"place\",\"x\":1.0,\"y\":1,\"color\":1}",
+        "{\"type\":\"place\",\"x\":\"1\",\"y\":1,\"color\":1}",
+        "{\"type\":\"place\",\"type\":\"place\",\"x\":1,\"y\":1,\"color\":1}",
+        "{\"type\":\"ping\"} x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (ws_n(bad[i], &m) != PX_EPROTO) fail_msg("accepted or misclassified: '%s'", bad[i]);
+    assert_int_equal(ws_n("{\"type\":\"place\",\"x\":500,\"y\":0,\"color\":0}", &m),
+                     PX_EBOUNDS);
+    assert_int_equal(ws_n("{\"type\":\"place\",\"x\":0,\"y\":-1,\"color\":0}", &m),
+                     PX_EBOUNDS);
+    assert_int_equal(ws_n("{\"type\":\"place\",\"x\":0,\"y\":0,\"color\":16}", &m),
+                     PX_ECOLOR);
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t n;
+        bool ok;
+    } cases[] = {
+        {"", 0, true},
+        {"abc", 3, true},
+        {"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 11, true}, /* kosme */
+        {"\xf4\x8f\xbf\xbf", 4, true},                                 /* U+10FFFF */
+        {"\xef\xbb\xbf", 3, true},                                      /* BOM */
+        {"\xf4\x90\x80\x80", 4, false},                                /* > U+10FFFF */
+        {"\xed\xa0\x80", 3, false},                                     /* surrogate */
+        {"\xc0\xaf", 2, false},                                          /* overlong / */
+        {"\xe0\x80\xaf", 3, false},                                     /* overlong */
+        {"\xf0\x80\x80\xaf", 4, false},                                /* overlong */
+        {"\xce", 1, false},                                               /* truncated */
+        {"\xe1\xbd", 2, false},                                          /* truncated */
+        {"\x80", 1, false},                                               /* lone continuation */
+        {"\xfe", 1, false},
+        {"\xff", 1, false},
+        {"a\xce\xbaz\xc3", 5, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *copy = malloc(cases[i].n ? cases[i].n : 1);
+        assert_non_null(copy);
+        memcpy(copy, cases[i].s, cases[i].n);
+        bool got = proto_utf8_valid(copy, cases[i].n);
+        free(copy);
+        if (got != cases[i].ok) fail_msg("utf8 case %zu: got %d", i, got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -948,6 +1032,8 @@ int main(void)
         cmocka_unit_test(test_event_each_field_missing),
         cmocka_unit_test(test_event_each_field_malformed),
         cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_ws_messages),
+        cmocka_unit_test(test_utf8),
         /* known bugs in common/proto.c, see the comments above each */
         cmocka_unit_test(test_place_want_type_requires_type),
         cmocka_unit_test(test_parse_i64_negative_19_digits),

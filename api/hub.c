@@ -1,0 +1,544 @@
+/* hub — hub threads, their inboxes, the subscription and the batches.
+ *
+ * One loop iteration (STYLE rule 9): drain the inbox (new sockets,
+ * broadcast frames, bans, stop) -> epoll_wait -> dispatch events (a
+ * connection killed during dispatch is only marked; its later events in the
+ * same batch are skipped) -> read connections whose read budget ran out ->
+ * hub 0 flushes the batch when a tick has passed -> reap.
+ *
+ * Fan-out: hub 0 is subscribed to canvas:updates. Each "u ..." message
+ * becomes one JSON update appended to the batch; at most once per tick the
+ * batch becomes ONE frame (a JSON array when it holds several updates),
+ * posted by reference to every hub, which writes the same bytes to each of
+ * its clients. Control messages ("c {json}") flush the batch first, so they
+ * reach clients in channel order. */
+#include "hub.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "hub_internal.h"
+#include "log.h"
+#include "proto.h"
+#include "rds.h"
+#include "xalloc.h"
+
+struct hub {
+    app_t *app;
+    int n;
+    hub_thread_t *t;
+    _Atomic unsigned rr;
+};
+
+enum { IN_CONN = 1, IN_FRAME, IN_BAN, IN_STOP };
+
+struct hub_in {
+    int type;
+    hub_client_t *c;  /* IN_CONN */
+    hub_frame_t *f;   /* IN_FRAME */
+    char uid[37];     /* IN_BAN */
+    struct hub_in *next;
+};
+
+/* ------------------------------------------------------------------ frames */
+
+hub_frame_t *hub__frame_text(const char *payload, size_t len)
+{
+    size_t hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    hub_frame_t *f = xmalloc(sizeof *f + hl + len);
+    atomic_init(&f->refs, 1);
+    f->len = (uint32_t)(hl + len);
+    uint8_t *h = f->data;
+    h[0] = 0x81; /* FIN, text */
+    if (len < 126) {
+        h[1] = (uint8_t)len;
+    } else if (len < 65536) {
+        h[1] = 126;
+        h[2] = (uint8_t)(len >> 8);
+        h[3] = (uint8_t)len;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    }
+    memcpy(h + hl, payload, len);
+    return f;
+}
+
+hub_frame_t *hub__frame_ref(hub_frame_t *f)
+{
+    atomic_fetch_add(&f->refs, 1);
+    return f;
+}
+
+void hub__frame_unref(hub_frame_t *f)
+{
+    if (f && atomic_fetch_sub(&f->refs, 1) == 1) free(f);
+}
+
+/* ------------------------------------------------------------------ inbox */
+
+static void post(hub_thread_t *ht, hub_in_t *in)
+{
+    in->next = NULL;
+    pthread_mutex_lock(&ht->mu);
+    if (ht->in_tail) ht->in_tail->next = in;
+    else ht->in_head = in;
+    ht->in_tail = in;
+    bool wake = !ht->wake_pending; /* wake-ups coalesce */
+    ht->wake_pending = true;
+    pthread_mutex_unlock(&ht->mu);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w = write(ht->wake.fd, &one, sizeof one);
+        (void)w; /* an eventfd write only fails on overflow, which still wakes */
+    }
+}
+
+void hub_client_free(hub_client_t *c)
+{
+    if (!c) return;
+    free(c->welcome);
+    free(c->extra);
+    free(c);
+}
+
+void hub_adopt(hub_t *h, hub_client_t *c)
+{
+    unsigned i = atomic_fetch_add(&h->rr, 1) % (unsigned)h->n;
+    hub_in_t *in = xcalloc(1, sizeof *in);
+    in->type = IN_CONN;
+    in->c = c;
+    post(&h->t[i], in);
+}
+
+static void broadcast(hub_thread_t *ht, hub_frame_t *f)
+{
+    size_t n = 0;
+    for (ws_conn_t *c = ht->conns, *next; c; c = next) {
+        next = c->next; /* c may be killed (unlinked) by the write */
+        ws_conn_send_frame(c, f);
+        n++;
+    }
+    atomic_fetch_add(&ht->app->ws_frames_out, n);
+}
+
+/* hub 0: hands f to every hub (ours directly). takes: f */
+static void post_frame_all(hub_thread_t *ht, hub_frame_t *f)
+{
+    hub_t *h = ht->hub;
+    for (int i = 0; i < h->n; i++) {
+        if (&h->t[i] == ht) continue;
+        hub_in_t *in = xcalloc(1, sizeof *in);
+        in->type = IN_FRAME;
+        in->f = hub__frame_ref(f);
+        post(&h->t[i], in);
+    }
+    broadcast(ht, f);
+    hub__frame_unref(f);
+}
+
+static void ban_local(hub_thread_t *ht, const char *uid)
+{
+    for (ws_conn_t *c = ht->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == WS_OPEN && !strcmp(c->user_id, uid)) {
+            ws_conn_send_error(c, "BANNED", "this account has been banned");
+            ws_conn_close(c, 1008, "banned");
+        }
+    }
+}
+
+static void begin_stop(hub_thread_t *ht)
+{
+    ht->stopping = true;
+    int64_t grace = ht->cfg->http.shutdown_timeout_ms;
+    if (grace > 5000) grace = 5000;
+    ht->stop_deadline_ms = ht->now_ms + grace;
+    for (ws_conn_t *c = ht->conns, *next; c; c = next) {
+        next = c->next;
+        /* a client with placements in flight gets their answers first */
+        if (c->inflight == 0) ws_conn_close(c, 1001, "server shutting down");
+    }
+}
+
+static void drain_inbox(hub_thread_t *ht)
+{
+    uint64_t v;
+    ssize_t r = read(ht->wake.fd, &v, sizeof v);
+    (void)r;
+    pthread_mutex_lock(&ht->mu);
+    hub_in_t *in = ht->in_head;
+    ht->in_head = ht->in_tail = NULL;
+    ht->wake_pending = false;
+    pthread_mutex_unlock(&ht->mu);
+    while (in) {
+        hub_in_t *next = in->next;
+        switch (in->type) {
+        case IN_CONN:
+            if (ht->stopping) {
+                MHD_upgrade_action(in->c->urh, MHD_UPGRADE_ACTION_CLOSE);
+                hub_client_free(in->c);
+            } else {
+                (void)ws_conn_new(ht, in->c);
+            }
+            break;
+        case IN_FRAME:
+            broadcast(ht, in->f);
+            hub__frame_unref(in->f);
+            break;
+        case IN_BAN: ban_local(ht, in->uid); break;
+        case IN_STOP:
+            if (!ht->stopping) begin_stop(ht);
+            break;
+        }
+        free(in);
+        in = next;
+    }
+}
+
+/* ------------------------------------------------------------------ batches (hub 0) */
+
+static void flush_batch(hub_thread_t *ht)
+{
+    if (!ht->batch_n) return;
+    hub_frame_t *f;
+    if (ht->batch_n == 1) {
+        f = hub__frame_text(ht->batch.data, ht->batch.len);
+    } else {
+        /* batch.data is "a,b,c": frame "[a,b,c]" */
+        char *tmp = xmalloc(ht->batch.len + 2);
+        tmp[0] = '[';
+        memcpy(tmp + 1, ht->batch.data, ht->batch.len);
+        tmp[ht->batch.len + 1] = ']';
+        f = hub__frame_text(tmp, ht->batch.len + 2);
+        free(tmp);
+    }
+    buf_reset(&ht->batch);
+    ht->batch_n = 0;
+    ht->last_flush_ms = ht->now_ms;
+    post_frame_all(ht, f);
+}
+
+static void notice_all(hub_thread_t *ht, const char *json)
+{
+    flush_batch(ht); /* keep channel order */
+    post_frame_all(ht, hub__frame_text(json, strlen(json)));
+}
+
+/* "u <seq> <x> <y> <color> <uid> <time_ms>" -> one update object */
+static bool batch_update(hub_thread_t *ht, const char *s, size_t len)
+{
+    char line[160];
+    if (len >= sizeof line) return false;
+    memcpy(line, s, len);
+    line[len] = '\0';
+    long long seq, t;
+    int x, y, col, n = 0;
+    char uid[40];
+    if (sscanf(line, "u %lld %d %d %d %39s %lld%n", &seq, &x, &y, &col, uid, &t, &n) != 6 ||
+        (size_t)n != len || !proto_uuid_valid(uid))
+        return false;
+    if (ht->batch_n) buf_putc(&ht->batch, ',');
+    buf_printf(&ht->batch,
+               "{\"type\":\"update\",\"x\":%d,\"y\":%d,\"color\":%d,\"seq\":%lld,"
+               "\"userId\":\"%s\",\"time\":%lld}",
+               x, y, col, seq, uid, t);
+    ht->batch_n++;
+    atomic_fetch_add(&ht->app->ws_updates, 1);
+    return true;
+}
+
+/* "c {json}": settings / reset / resync / ban */
+static bool control(hub_thread_t *ht, const char *s, size_t len)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(s + 2, len - 2, 0, &jerr);
+    const char *type = o ? json_string_value(json_object_get(o, "type")) : NULL;
+    bool ok = true;
+    char out[256];
+    if (!type) {
+        ok = false;
+    } else if (!strcmp(type, "settings")) {
+        json_int_t ms = json_integer_value(json_object_get(o, "cooldownMs"));
+        snprintf(out, sizeof out, "{\"type\":\"settings\",\"cooldown\":%.3f,\"cooldownMs\":%lld}",
+                 (double)ms / 1000.0, (long long)ms);
+        notice_all(ht, out);
+    } else if (!strcmp(type, "reset")) {
+        snprintf(out, sizeof out, "{\"type\":\"reset\",\"seq\":%lld}",
+                 (long long)json_integer_value(json_object_get(o, "seq")));
+        notice_all(ht, out);
+    } else if (!strcmp(type, "resync")) {
+        notice_all(ht, "{\"type\":\"resync\"}");
+    } else if (!strcmp(type, "ban")) {
+        const char *uid = json_string_value(json_object_get(o, "userId"));
+        if (uid && proto_uuid_valid(uid)) {
+            flush_batch(ht);
+            hub_t *h = ht->hub;
+            for (int i = 0; i < h->n; i++) {
+                if (&h->t[i] == ht) continue;
+                hub_in_t *in = xcalloc(1, sizeof *in);
+                in->type = IN_BAN;
+                snprintf(in->uid, sizeof in->uid, "%s", uid);
+                post(&h->t[i], in);
+            }
+            ban_local(ht, uid);
+        } else {
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    json_decref(o);
+    return ok;
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    hub_thread_t *ht = priv;
+    redisReply *r = reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(r->element[0]->str, "message") != 0) return; /* subscribe confirmation */
+    redisReply *p = r->element[2];
+    if (p->type != REDIS_REPLY_STRING || p->len < 2) return;
+    bool ok = false;
+    if (p->str[0] == 'u' && p->str[1] == ' ') ok = batch_update(ht, p->str, p->len);
+    else if (p->str[0] == 'c' && p->str[1] == ' ') ok = control(ht, p->str, p->len);
+    if (!ok) log_warn("pubsub_bad_message", "ignored: %.80s", p->str);
+}
+
+static void on_sub_state(rds_async_t *ra, bool up, void *arg)
+{
+    hub_thread_t *ht = arg;
+    if (!up) return;
+    const char *argv[] = {"SUBSCRIBE", RDS_CHANNEL};
+    size_t lens[] = {9, strlen(RDS_CHANNEL)};
+    if (rds_async_commandargv(ra, on_sub_message, ht, 2, argv, lens)) return;
+    /* updates published while we were not subscribed are lost to our
+     * clients: tell them to refetch (they would also see the seq gap, but
+     * only with the next update) */
+    if (ht->sub_ever_up) notice_all(ht, "{\"type\":\"resync\"}");
+    ht->sub_ever_up = true;
+}
+
+/* ------------------------------------------------------------------ loop */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void reap(hub_thread_t *ht)
+{
+    ws_conn_t **pp = &ht->reap;
+    while (*pp) {
+        ws_conn_t *c = *pp;
+        ws_conn_t *next = c->reap_next;
+        if (ws_conn_reap(c)) *pp = next;
+        else pp = &c->reap_next;
+    }
+}
+
+static void sweep(hub_thread_t *ht)
+{
+    for (ws_conn_t *c = ht->conns, *next; c; c = next) {
+        next = c->next;
+        ws_conn_sweep(c, ht->now_ms);
+    }
+    rds_async_tick(&ht->place, ht->now_ms);
+    if (ht->idx == 0) rds_async_tick(&ht->sub, ht->now_ms);
+}
+
+static void *thread_main(void *arg)
+{
+    hub_thread_t *ht = arg;
+    char name[16];
+    snprintf(name, sizeof name, "hub-%d", ht->idx);
+    log_thread_name(name);
+    ht->now_ms = mono_ms();
+    rds_async_init(&ht->place, HUB_EV_REDIS, "placements", ht->cfg, ht->epfd, NULL, NULL);
+    if (ht->idx == 0)
+        rds_async_init(&ht->sub, HUB_EV_REDIS, "subscription", ht->cfg, ht->epfd, on_sub_state,
+                       ht);
+    struct epoll_event evs[256];
+    for (;;) {
+        int timeout = ht->again ? 0 : -1;
+        int n = epoll_wait(ht->epfd, evs, 256, timeout);
+        if (n < 0 && errno != EINTR) {
+            log_error("hub_epoll", "%s", strerror(errno));
+            break;
+        }
+        ht->now_ms = mono_ms();
+        for (int i = 0; i < n; i++) {
+            int kind = *(int *)evs[i].data.ptr;
+            uint32_t e = evs[i].events;
+            switch (kind) {
+            case HUB_EV_CONN: ws_conn_on_event(evs[i].data.ptr, e); break;
+            case HUB_EV_REDIS: rds_async_on_event(evs[i].data.ptr, e); break;
+            case HUB_EV_WAKE: drain_inbox(ht); break;
+            case HUB_EV_TIMER: {
+                uint64_t x;
+                ssize_t r = read(ht->timer.fd, &x, sizeof x);
+                (void)r;
+                if (ht->now_ms >= ht->next_sweep_ms) {
+                    sweep(ht);
+                    ht->next_sweep_ms = ht->now_ms + 1000;
+                }
+                break;
+            }
+            }
+        }
+        /* connections that used up their read budget */
+        ws_conn_t *again = ht->again;
+        ht->again = NULL;
+        while (again) {
+            ws_conn_t *c = again;
+            again = c->again_next;
+            c->on_again = false;
+            ws_conn_read(c);
+        }
+        if (ht->idx == 0 && ht->batch_n &&
+            ht->now_ms - ht->last_flush_ms >= (int64_t)ht->cfg->ws.tick_ms)
+            flush_batch(ht);
+        reap(ht);
+        if (ht->stopping) {
+            if (ht->now_ms >= ht->stop_deadline_ms)
+                for (ws_conn_t *c = ht->conns, *next; c; c = next) {
+                    next = c->next;
+                    ws_conn_kill(c, "shutdown");
+                }
+            if (!ht->conns) break;
+        }
+    }
+    /* in-flight placements are answered with NULL: their connections are dead */
+    rds_async_deinit(&ht->place);
+    if (ht->idx == 0) rds_async_deinit(&ht->sub);
+    for (ws_conn_t *c = ht->conns, *next; c; c = next) {
+        next = c->next;
+        ws_conn_kill(c, "shutdown");
+    }
+    for (ws_conn_t *c = ht->again; c; c = c->again_next) c->on_again = false;
+    ht->again = NULL;
+    reap(ht);
+    if (ht->reap) log_warn("hub_leak", "connections still referenced at exit");
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ start / stop */
+
+static int thread_init(hub_t *h, int i)
+{
+    hub_thread_t *ht = &h->t[i];
+    ht->hub = h;
+    ht->app = h->app;
+    ht->cfg = h->app->cfg;
+    ht->idx = i;
+    ht->wake.ev_kind = HUB_EV_WAKE;
+    ht->timer.ev_kind = HUB_EV_TIMER;
+    ht->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ht->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ht->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    pthread_mutex_init(&ht->mu, NULL);
+    buf_init(&ht->batch);
+    if (ht->epfd < 0 || ht->wake.fd < 0 || ht->timer.fd < 0) return -errno;
+    int tick = ht->cfg->ws.tick_ms;
+    struct itimerspec its = {{tick / 1000, (long)(tick % 1000) * 1000000L},
+                             {tick / 1000, (long)(tick % 1000) * 1000000L}};
+    if (timerfd_settime(ht->timer.fd, 0, &its, NULL) < 0) return -errno;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ht->wake};
+    if (epoll_ctl(ht->epfd, EPOLL_CTL_ADD, ht->wake.fd, &ev) < 0) return -errno;
+    ev.data.ptr = &ht->timer;
+    if (epoll_ctl(ht->epfd, EPOLL_CTL_ADD, ht->timer.fd, &ev) < 0) return -errno;
+    return 0;
+}
+
+static void thread_deinit(hub_thread_t *ht)
+{
+    if (ht->epfd >= 0) close(ht->epfd);
+    if (ht->wake.fd >= 0) close(ht->wake.fd);
+    if (ht->timer.fd >= 0) close(ht->timer.fd);
+    pthread_mutex_lock(&ht->mu);
+    hub_in_t *in = ht->in_head;
+    ht->in_head = ht->in_tail = NULL;
+    pthread_mutex_unlock(&ht->mu);
+    while (in) { /* posted after the thread ended */
+        hub_in_t *next = in->next;
+        if (in->type == IN_CONN) {
+            MHD_upgrade_action(in->c->urh, MHD_UPGRADE_ACTION_CLOSE);
+            hub_client_free(in->c);
+        }
+        if (in->type == IN_FRAME) hub__frame_unref(in->f);
+        free(in);
+        in = next;
+    }
+    pthread_mutex_destroy(&ht->mu);
+    buf_deinit(&ht->batch);
+}
+
+hub_t *hub_start(app_t *app)
+{
+    int n = app->cfg->ws.threads;
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    hub_t *h = xcalloc(1, sizeof *h);
+    h->app = app;
+    h->n = n;
+    h->t = xcalloc((size_t)n, sizeof *h->t);
+    for (int i = 0; i < n; i++) {
+        h->t[i].epfd = h->t[i].wake.fd = h->t[i].timer.fd = -1;
+    }
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = thread_init(h, i);
+        if (rc) {
+            log_error("hub_start", "hub %d: %s", i, strerror(-rc));
+            goto fail;
+        }
+    }
+    for (; started < n; started++) {
+        if (pthread_create(&h->t[started].th, NULL, thread_main, &h->t[started]) != 0) {
+            log_error("hub_start", "pthread_create failed");
+            goto fail;
+        }
+    }
+    log_info("hub_started", "%d hub thread(s), tick %d ms", n, app->cfg->ws.tick_ms);
+    return h;
+fail:
+    for (int i = 0; i < started; i++) {
+        hub_in_t *in = xcalloc(1, sizeof *in);
+        in->type = IN_STOP;
+        post(&h->t[i], in);
+        pthread_join(h->t[i].th, NULL);
+    }
+    for (int i = 0; i < n; i++) thread_deinit(&h->t[i]);
+    free(h->t);
+    free(h);
+    return NULL;
+}
+
+void hub_stop(hub_t *h)
+{
+    if (!h) return;
+    for (int i = 0; i < h->n; i++) {
+        hub_in_t *in = xcalloc(1, sizeof *in);
+        in->type = IN_STOP;
+        post(&h->t[i], in);
+    }
+    for (int i = 0; i < h->n; i++) pthread_join(h->t[i].th, NULL);
+    for (int i = 0; i < h->n; i++) thread_deinit(&h->t[i]);
+    free(h->t);
+    free(h);
+}
