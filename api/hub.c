@@ -104,6 +104,7 @@ static void post(hub_thread_t *ht, hub_in_t *in)
 void hub_client_free(hub_client_t *c)
 {
     if (!c) return;
+    if (c->fd >= 0) close(c->fd);
     free(c->welcome);
     free(c->extra);
     free(c);
@@ -183,7 +184,6 @@ static void drain_inbox(hub_thread_t *ht)
         switch (in->type) {
         case IN_CONN:
             if (ht->stopping) {
-                MHD_upgrade_action(in->c->urh, MHD_UPGRADE_ACTION_CLOSE);
                 hub_client_free(in->c);
             } else {
                 (void)ws_conn_new(ht, in->c);
@@ -474,10 +474,7 @@ static void thread_deinit(hub_thread_t *ht)
     pthread_mutex_unlock(&ht->mu);
     while (in) { /* posted after the thread ended */
         hub_in_t *next = in->next;
-        if (in->type == IN_CONN) {
-            MHD_upgrade_action(in->c->urh, MHD_UPGRADE_ACTION_CLOSE);
-            hub_client_free(in->c);
-        }
+        if (in->type == IN_CONN) hub_client_free(in->c);
         if (in->type == IN_FRAME) hub__frame_unref(in->f);
         free(in);
         in = next;

@@ -20,8 +20,7 @@ typedef struct hub hub_t;
 
 /* A freshly upgraded connection, handed to hub_adopt. */
 typedef struct hub_client {
-    int fd;                                /* the upgraded socket (MHD closes it) */
-    struct MHD_UpgradeResponseHandle *urh; /* ended with MHD_UPGRADE_ACTION_CLOSE */
+    int fd; /* the upgraded socket: our own descriptor (hub_client_free closes it) */
     char user_id[37];
     bool admin;
     char *welcome;    /* the welcome message (JSON text), owned */

@@ -48,7 +48,6 @@ typedef struct ws_conn {
     struct ws_conn *reap_next;   /* reap list (after WS_DEAD) */
     struct ws_conn *again_next;  /* read budget used up: read again next round */
     int fd;
-    struct MHD_UpgradeResponseHandle *urh;
     wslay_event_context_ptr ws;
     char user_id[37];
     bool admin;

@@ -451,7 +451,6 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     int fl = fcntl(hc->fd, F_GETFL);
     if (fl < 0 || fcntl(hc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
         log_warn("ws_adopt", "fcntl: %s", strerror(errno));
-        MHD_upgrade_action(hc->urh, MHD_UPGRADE_ACTION_CLOSE);
         hub_client_free(hc);
         return NULL;
     }
@@ -461,7 +460,6 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     c->ev_kind = HUB_EV_CONN;
     c->ht = ht;
     c->fd = hc->fd;
-    c->urh = hc->urh;
     memcpy(c->user_id, hc->user_id, sizeof c->user_id);
     c->admin = hc->admin;
     c->extra = hc->extra;
@@ -472,7 +470,6 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     static const struct wslay_event_callbacks cbs = {recv_cb, send_cb, genmask_cb, NULL,
                                                      NULL,    NULL,    on_msg_recv_cb};
     if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        MHD_upgrade_action(hc->urh, MHD_UPGRADE_ACTION_CLOSE);
         free(c->extra);
         free(c);
         hub_client_free(hc);
@@ -483,7 +480,6 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     if (epoll_ctl(ht->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         log_warn("ws_adopt", "epoll_ctl: %s", strerror(errno));
         wslay_event_context_free(c->ws);
-        MHD_upgrade_action(hc->urh, MHD_UPGRADE_ACTION_CLOSE);
         free(c->extra);
         free(c);
         hub_client_free(hc);
@@ -494,6 +490,7 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     ht->conns = c;
     ht->nconns++;
     atomic_fetch_add(&ht->app->ws_connections, 1);
+    hc->fd = -1; /* ours now */
     ws_conn_send_text(c, hc->welcome, hc->welcome_len);
     hub_client_free(hc);
     if (c->state != WS_DEAD && c->extra) ws_conn_read(c);
@@ -570,7 +567,7 @@ void ws_conn_kill(ws_conn_t *c, const char *why)
     ht->nconns--;
     atomic_fetch_sub(&ht->app->ws_connections, 1);
     q_clear(c);
-    MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE); /* MHD closes the fd */
+    close(c->fd);
     c->fd = -1;
     c->reap_next = ht->reap;
     ht->reap = c;
