@@ -1,14 +1,26 @@
-// Minimal client over REST: shows the canvas (polled with ETag), places a
-// pixel on click. The live WebSocket client replaces the polling later.
+// Live canvas client: the WebSocket first (updates buffered), then the
+// canvas over REST, then buffered updates newer than the canvas's seq; a
+// seq gap, `resync` or `reset` refetches. Places pixels over the socket,
+// drawn at once and reverted if the server refuses. Reconnects with
+// jittered backoff. (Zoom, pan, history and accounts come with the full
+// client.)
 'use strict';
 const board = document.getElementById('board');
 const ctx = board.getContext('2d');
 const statusEl = document.getElementById('status');
-let info = null, image = null, etag = null, colour = 0, cooldownUntil = 0;
+const connEl = document.getElementById('conn');
+let info = null, image = null, pal = [], colour = 0, cooldownUntil = 0;
+let ws = null, lastSeq = -1, buffering = true, buffered = [], backoff = 500, dirty = false;
+let canvasBytes = null, pending = new Map(); // "x,y" -> previous colour, until ack/error
+let message = '', messageError = false, messageUntil = 0;
 
-function say(msg, error) {
-  statusEl.textContent = msg;
-  statusEl.className = error ? 'error' : '';
+function say(msg, error, ms) {
+  message = msg; messageError = !!error; messageUntil = Date.now() + (ms || 4000);
+}
+
+function setConn(text, ok) {
+  connEl.textContent = text;
+  connEl.className = ok ? 'ok' : 'bad';
 }
 
 async function api(method, path, body) {
@@ -25,19 +37,109 @@ function rgb(hex) {
   return [n >> 16, (n >> 8) & 255, n & 255];
 }
 
-async function refresh() {
-  const r = await fetch('/api/v1/canvas', {headers: etag ? {'If-None-Match': etag} : {}});
-  if (r.status === 304) return;
-  if (!r.ok) { say('canvas unavailable (' + r.status + ')', true); return; }
-  etag = r.headers.get('ETag');
+function setPixel(x, y, c) {
+  const i = y * info.width + x;
+  canvasBytes[i] = c;
+  const p = pal[c] || [0, 0, 0];
+  image.data[4 * i] = p[0]; image.data[4 * i + 1] = p[1]; image.data[4 * i + 2] = p[2];
+  image.data[4 * i + 3] = 255;
+  dirty = true;
+}
+
+function paint() {
+  if (dirty) { ctx.putImageData(image, 0, 0); dirty = false; }
+  requestAnimationFrame(paint);
+}
+
+async function fetchCanvas() {
+  buffering = true;
+  const r = await fetch('/api/v1/canvas', {cache: 'no-store'});
+  if (!r.ok) throw new Error('canvas unavailable (' + r.status + ')');
+  const seq = parseInt(r.headers.get('X-Canvas-Seq'), 10);
   const bytes = new Uint8Array(await r.arrayBuffer());
-  const pal = info.palette.map(rgb);
-  for (let i = 0; i < bytes.length; i++) {
-    const c = pal[bytes[i]] || [0, 0, 0];
-    image.data[4 * i] = c[0]; image.data[4 * i + 1] = c[1]; image.data[4 * i + 2] = c[2];
-    image.data[4 * i + 3] = 255;
+  for (let i = 0; i < bytes.length; i++) setPixel(i % info.width, (i / info.width) | 0, bytes[i]);
+  lastSeq = seq;
+  buffering = false;
+  const queued = buffered;
+  buffered = [];
+  queued.forEach(handle);
+}
+
+function resync() {
+  if (buffering) return;
+  fetchCanvas().catch((e) => say(e.message, true));
+}
+
+function applyUpdate(u) {
+  if (u.seq <= lastSeq) return; // already in the canvas we fetched
+  if (u.seq !== lastSeq + 1) { buffered.push(u); resync(); return; }
+  lastSeq = u.seq;
+  pending.delete(u.x + ',' + u.y);
+  setPixel(u.x, u.y, u.color);
+}
+
+function handle(m) {
+  switch (m.type) {
+  case 'update':
+    if (buffering) buffered.push(m); else applyUpdate(m);
+    break;
+  case 'welcome':
+    cooldownUntil = Date.now() + (m.cooldownRemainingMs || 0);
+    break;
+  case 'ack':
+    pending.delete(m.x + ',' + m.y);
+    cooldownUntil = Date.now() + m.cooldownMs;
+    break;
+  case 'error': {
+    // the oldest optimistic pixel is the one refused: put its colour back
+    const first = pending.entries().next();
+    if (!first.done) {
+      const [key, prev] = first.value;
+      pending.delete(key);
+      const [x, y] = key.split(',').map(Number);
+      setPixel(x, y, prev);
+    }
+    if (m.code === 'RATE_LIMITED' && m.cooldownRemainingMs)
+      cooldownUntil = Date.now() + m.cooldownRemainingMs;
+    const texts = {RATE_LIMITED: 'Wait for your cooldown', INVALID_COORDS: 'Outside the canvas',
+      INVALID_COLOR: 'Not a palette colour', BANNED: 'Your account is banned',
+      UNAUTHORIZED: 'Session expired: reload', UNAVAILABLE: 'Server busy, try again'};
+    say((texts[m.code] || m.code) + ': ' + m.message, true);
+    break;
   }
-  ctx.putImageData(image, 0, 0);
+  case 'settings':
+    say('Cooldown is now ' + m.cooldown + ' s');
+    break;
+  case 'reset':
+  case 'resync':
+    resync();
+    break;
+  }
+}
+
+function connect() {
+  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/v1/ws';
+  setConn('connecting…', false);
+  buffering = true;
+  buffered = [];
+  ws = new WebSocket(url);
+  ws.onopen = () => {
+    backoff = 500;
+    setConn('live', true);
+    fetchCanvas().catch((e) => say(e.message, true));
+  };
+  ws.onmessage = (ev) => {
+    let m;
+    try { m = JSON.parse(ev.data); } catch (e) { return; }
+    (Array.isArray(m) ? m : [m]).forEach(handle);
+  };
+  ws.onclose = (ev) => {
+    ws = null;
+    const wait = backoff * (0.5 + Math.random());
+    backoff = Math.min(backoff * 2, 10000);
+    setConn(`offline (${ev.code}); retrying in ${(wait / 1000).toFixed(1)} s`, false);
+    setTimeout(connect, wait);
+  };
 }
 
 function pixelAt(ev) {
@@ -46,36 +148,37 @@ function pixelAt(ev) {
           Math.floor((ev.clientY - r.top) * info.height / r.height)];
 }
 
-async function place(ev) {
+function place(ev) {
   const [x, y] = pixelAt(ev);
-  const r = await api('POST', '/api/v1/pixel', {x, y, color: colour});
-  if (r.status === 201) {
-    cooldownUntil = Date.now() + r.data.cooldownMs;
-    const c = rgb(info.palette[colour]);
-    ctx.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`;
-    ctx.fillRect(x, y, 1, 1);
-  } else if (r.data && r.data.error) {
-    if (r.data.error.code === 'RATE_LIMITED')
-      cooldownUntil = Date.now() + r.data.error.cooldownRemainingMs;
-    else say(r.data.error.message, true);
-  }
+  if (!ws || ws.readyState !== WebSocket.OPEN) { say('Not connected', true); return; }
+  if (x < 0 || y < 0 || x >= info.width || y >= info.height) return;
+  pending.set(x + ',' + y, canvasBytes[y * info.width + x]);
+  setPixel(x, y, colour); // drawn at once; reverted if refused
+  ws.send(JSON.stringify({type: 'place', x, y, color: colour}));
 }
 
 function tick() {
   const left = Math.max(0, cooldownUntil - Date.now());
-  if (left > 0) say('next pixel in ' + (left / 1000).toFixed(1) + ' s');
-  else if (!statusEl.classList.contains('error')) say('ready to place');
+  if (Date.now() < messageUntil) {
+    statusEl.textContent = message;
+    statusEl.className = messageError ? 'error' : '';
+  } else {
+    statusEl.textContent = left > 0 ? 'next pixel in ' + (left / 1000).toFixed(1) + ' s'
+                                    : 'ready to place';
+    statusEl.className = '';
+  }
 }
 
 async function main() {
   info = (await api('GET', '/api/v1/canvas/info')).data;
+  pal = info.palette.map(rgb);
   let me = await api('GET', '/api/v1/auth/me');
   if (me.status === 401) me = await api('POST', '/api/v1/auth/guest');
   document.getElementById('who').textContent = me.data.username;
-  if (me.data.cooldownRemaining) cooldownUntil = Date.now() + me.data.cooldownRemaining * 1000;
   board.width = info.width;
   board.height = info.height;
   image = ctx.createImageData(info.width, info.height);
+  canvasBytes = new Uint8Array(info.width * info.height);
   const palEl = document.getElementById('palette');
   info.palette.forEach((hex, i) => {
     const b = document.createElement('button');
@@ -94,9 +197,9 @@ async function main() {
     const [x, y] = pixelAt(ev);
     document.getElementById('coords').textContent = `x ${x}, y ${y}`;
   });
-  await refresh();
-  setInterval(refresh, 1000);
+  connect();
+  requestAnimationFrame(paint);
   setInterval(tick, 100);
 }
 
-main().catch((e) => say('error: ' + e.message, true));
+main().catch((e) => say('error: ' + e.message, true, 1e9));
