@@ -54,6 +54,8 @@ typedef struct ws_conn {
     uint8_t state;
     bool on_again;
     bool in_wslay;         /* inside wslay_event_recv: defer sending */
+    bool peer_gone;        /* read saw EOF or an error */
+    uint16_t close_code;   /* answer the peer's close with this code, not wslay's echo */
     bool drop_after_flush; /* slow consumer: close once the close frame is out */
     uint16_t inflight;     /* placements waiting for Redis */
     uint32_t round_bytes;  /* read this round */

@@ -176,6 +176,11 @@ static void flush(ws_conn_t *c)
 static void after_io(ws_conn_t *c)
 {
     if (c->state == WS_DEAD) return;
+    if (c->close_code && !c->drop_after_flush) {
+        uint8_t fr[4] = {0x88, 0x02, (uint8_t)(c->close_code >> 8), (uint8_t)c->close_code};
+        q_append_own(c, fr, sizeof fr);
+        c->drop_after_flush = true; /* wslay's queued reply is never sent */
+    }
     if (!c->drop_after_flush && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
         ws_conn_kill(c, "wslay send failed");
         return;
@@ -224,10 +229,12 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
             return r;
         }
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        else
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE); /* EOF or error */
+        } else {
+            c->peer_gone = true; /* EOF or error */
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        }
         return -1;
     }
 }
@@ -286,10 +293,13 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
         }
         on_text(c, arg->msg, arg->msg_length);
     } else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
-        /* wslay queues the reply; the close reason must be UTF-8 too */
-        if (arg->msg_length > 2 && !proto_utf8_valid(arg->msg + 2, arg->msg_length - 2) &&
-            !wslay_event_get_close_sent(ctx))
-            wslay_event_queue_close(ctx, 1007, NULL, 0);
+        /* wslay has already queued its reply (echoing the code). Two
+         * cases must be answered differently: a 1-byte body is a protocol
+         * error (wslay would echo "no status"), and a close reason must be
+         * UTF-8. after_io sends our code instead of wslay's reply. */
+        if (arg->msg_length == 1) c->close_code = 1002;
+        else if (arg->msg_length > 2 && !proto_utf8_valid(arg->msg + 2, arg->msg_length - 2))
+            c->close_code = 1007;
         c->state = WS_CLOSING;
         c->close_at_ms = c->ht->now_ms + CLOSE_GRACE_MS;
     }
@@ -505,7 +515,18 @@ void ws_conn_read(ws_conn_t *c)
     int rc = wslay_event_recv(c->ws);
     c->in_wslay = false;
     if (rc != 0) {
-        ws_conn_kill(c, "peer closed");
+        if (!c->peer_gone) {
+            /* wslay's frame layer refused the input (oversized or fragmented
+             * control frame, a 64-bit length with the top bit set, ...) and
+             * gave up without a close frame: send 1002 ourselves, best effort */
+            static const uint8_t close1002[] = {0x88, 0x02, 0x03, 0xea};
+            if (!wslay_event_get_close_sent(c->ws)) {
+                c->drop_after_flush = true;
+                q_append_own(c, close1002, sizeof close1002);
+                flush(c);
+            }
+        }
+        ws_conn_kill(c, c->peer_gone ? "peer closed" : "protocol error");
         return;
     }
     after_io(c);
