@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "hub_internal.h"
+#include "app.h"
 #include "log.h"
 #include "proto.h"
 #include "rds.h"
@@ -332,13 +333,6 @@ static void on_sub_state(rds_async_t *ra, bool up, void *arg)
 
 /* ------------------------------------------------------------------ loop */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void reap(hub_thread_t *ht)
 {
     ws_conn_t **pp = &ht->reap;
@@ -366,7 +360,7 @@ static void *thread_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "hub-%d", ht->idx);
     log_thread_name(name);
-    ht->now_ms = mono_ms();
+    ht->now_ms = app_mono_ms();
     rds_async_init(&ht->place, HUB_EV_REDIS, "placements", ht->cfg, ht->epfd, NULL, NULL);
     if (ht->idx == 0)
         rds_async_init(&ht->sub, HUB_EV_REDIS, "subscription", ht->cfg, ht->epfd, on_sub_state,
@@ -379,7 +373,7 @@ static void *thread_main(void *arg)
             log_error("hub_epoll", "%s", strerror(errno));
             break;
         }
-        ht->now_ms = mono_ms();
+        ht->now_ms = app_mono_ms();
         for (int i = 0; i < n; i++) {
             int kind = *(int *)evs[i].data.ptr;
             uint32_t e = evs[i].events;

@@ -5,14 +5,8 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include "app.h"
 #include "log.h"
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------ hooks */
 
@@ -78,7 +72,7 @@ static void lost(rds_async_t *ra, const char *why)
     bool was_up = ra->_up;
     ra->_up = false;
     if (ra->_freeing) return;
-    ra->_retry_at_ms = mono_ms() + ra->_backoff_ms;
+    ra->_retry_at_ms = app_mono_ms() + ra->_backoff_ms;
     if (was_up) log_warn("redis_async", "%s: connection lost: %s", ra->_name, why);
     else log_debug("redis_async", "%s: connect failed: %s", ra->_name, why);
     ra->_backoff_ms = ra->_backoff_ms < 2000 ? ra->_backoff_ms * 2 : 2000;
@@ -112,7 +106,7 @@ static void connect_now(rds_async_t *ra)
     if (!ac || ac->err) {
         log_debug("redis_async", "%s: connect: %s", ra->_name, ac ? ac->errstr : "no memory");
         if (ac) redisAsyncFree(ac);
-        ra->_retry_at_ms = mono_ms() + ra->_backoff_ms;
+        ra->_retry_at_ms = app_mono_ms() + ra->_backoff_ms;
         ra->_backoff_ms = ra->_backoff_ms < 2000 ? ra->_backoff_ms * 2 : 2000;
         return;
     }
