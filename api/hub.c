@@ -120,15 +120,36 @@ void hub_adopt(hub_t *h, hub_client_t *c)
     post(&h->t[i], in);
 }
 
-static void broadcast(hub_thread_t *ht, hub_frame_t *f)
+/* Writes frames (in order) to every client: one syscall per client however
+ * many frames piled up while this hub was busy. The time it took feeds hub
+ * 0's tick, which stretches so broadcasts never take more than about half
+ * of a hub's time. */
+static void broadcast(hub_thread_t *ht, hub_frame_t *const *f, int n)
 {
-    size_t n = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t k = 0;
     for (ws_conn_t *c = ht->conns, *next; c; c = next) {
         next = c->next; /* c may be killed (unlinked) by the write */
-        ws_conn_send_frame(c, f);
-        n++;
+        ws_conn_send_frames(c, f, n);
+        k++;
     }
-    atomic_fetch_add(&ht->app->ws_frames_out, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store(&ht->bcast_us, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+                                    (t1.tv_nsec - t0.tv_nsec) / 1000);
+    atomic_fetch_add(&ht->app->ws_frames_out, k * (size_t)n);
+}
+
+/* the tick in ms: [ws] tick_ms, or twice the slowest hub's last broadcast */
+static int64_t tick_now(const hub_thread_t *ht)
+{
+    int64_t us = 0;
+    for (int i = 0; i < ht->hub->n; i++) {
+        int64_t b = atomic_load(&ht->hub->t[i].bcast_us);
+        if (b > us) us = b;
+    }
+    int64_t ms = 2 * us / 1000;
+    return ms > ht->cfg->ws.tick_ms ? ms : ht->cfg->ws.tick_ms;
 }
 
 /* hub 0: hands f to every hub (ours directly). takes: f */
@@ -142,7 +163,7 @@ static void post_frame_all(hub_thread_t *ht, hub_frame_t *f)
         in->f = hub__frame_ref(f);
         post(&h->t[i], in);
     }
-    broadcast(ht, f);
+    broadcast(ht, &f, 1);
     hub__frame_unref(f);
 }
 
@@ -180,8 +201,21 @@ static void drain_inbox(hub_thread_t *ht)
     ht->in_head = ht->in_tail = NULL;
     ht->wake_pending = false;
     pthread_mutex_unlock(&ht->mu);
+    hub_frame_t *frames[HUB_MAX_FRAMES];
+    int nframes = 0;
     while (in) {
         hub_in_t *next = in->next;
+        if (in->type == IN_FRAME) { /* consecutive frames go out together */
+            frames[nframes++] = in->f;
+            free(in);
+            in = next;
+            if (nframes == HUB_MAX_FRAMES || !in || in->type != IN_FRAME) {
+                broadcast(ht, frames, nframes);
+                for (int i = 0; i < nframes; i++) hub__frame_unref(frames[i]);
+                nframes = 0;
+            }
+            continue;
+        }
         switch (in->type) {
         case IN_CONN:
             if (ht->stopping) {
@@ -189,10 +223,6 @@ static void drain_inbox(hub_thread_t *ht)
             } else {
                 (void)ws_conn_new(ht, in->c);
             }
-            break;
-        case IN_FRAME:
-            broadcast(ht, in->f);
-            hub__frame_unref(in->f);
             break;
         case IN_BAN: ban_local(ht, in->uid); break;
         case IN_STOP:
@@ -402,8 +432,7 @@ static void *thread_main(void *arg)
             c->on_again = false;
             ws_conn_read(c);
         }
-        if (ht->idx == 0 && ht->batch_n &&
-            ht->now_ms - ht->last_flush_ms >= (int64_t)ht->cfg->ws.tick_ms)
+        if (ht->idx == 0 && ht->batch_n && ht->now_ms - ht->last_flush_ms >= tick_now(ht))
             flush_batch(ht);
         reap(ht);
         if (ht->stopping) {

@@ -18,6 +18,8 @@ enum { HUB_EV_CONN = 1, HUB_EV_WAKE, HUB_EV_TIMER, HUB_EV_REDIS };
 
 /* One server-to-client frame (header + payload), immutable once built and
  * shared by every connection of every hub. refs: atomic. */
+#define HUB_MAX_FRAMES 16 /* frames written to a client in one writev */
+
 typedef struct hub_frame {
     _Atomic int refs;
     uint32_t len;
@@ -97,6 +99,7 @@ struct hub_thread {
     buf_t batch;
     size_t batch_n;
     int64_t last_flush_ms;
+    _Atomic int64_t bcast_us; /* how long this hub's last broadcast took */
     /* time and lifecycle */
     int64_t now_ms;
     int64_t next_sweep_ms;
@@ -112,8 +115,9 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *c);
 void ws_conn_on_event(ws_conn_t *c, uint32_t events);
 /* reads (within the round's budget) and handles what arrived */
 void ws_conn_read(ws_conn_t *c);
-/* borrowed: f (a ref is taken if it must be queued). */
-void ws_conn_send_frame(ws_conn_t *c, hub_frame_t *f);
+/* Writes n (<= HUB_MAX_FRAMES) shared frames in order with one syscall;
+ * what the socket does not take is queued by reference. borrowed: f. */
+void ws_conn_send_frames(ws_conn_t *c, hub_frame_t *const *f, int n);
 /* a JSON text message (borrowed) through wslay, then flushed */
 void ws_conn_send_text(ws_conn_t *c, const char *s, size_t n);
 /* an error message {"type":"error","code","message"} */

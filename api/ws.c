@@ -539,26 +539,40 @@ void ws_conn_on_event(ws_conn_t *c, uint32_t events)
     if (c->state != WS_DEAD && (events & EPOLLOUT) && c->qlen) after_io(c);
 }
 
-void ws_conn_send_frame(ws_conn_t *c, hub_frame_t *f)
+void ws_conn_send_frames(ws_conn_t *c, hub_frame_t *const *f, int n)
 {
     if (c->state != WS_OPEN) return;
-    size_t off = 0;
-    if (c->qlen == 0) { /* the common case: one write, nothing queued */
+    size_t done = 0; /* bytes of the frames written at once */
+    if (c->qlen == 0) { /* the common case: one syscall, nothing queued */
+        struct iovec iov[HUB_MAX_FRAMES];
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = f[i]->data;
+            iov[i].iov_len = f[i]->len;
+            total += f[i]->len;
+        }
         ssize_t w;
-        do w = write(c->fd, f->data, f->len);
+        do w = n == 1 ? write(c->fd, f[0]->data, f[0]->len) : writev(c->fd, iov, n);
         while (w < 0 && errno == EINTR);
-        if (w == (ssize_t)f->len) return;
+        if (w == (ssize_t)total) return;
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             ws_conn_kill(c, strerror(errno));
             return;
         }
-        off = w > 0 ? (size_t)w : 0;
+        done = w > 0 ? (size_t)w : 0;
     }
-    ws_out_t *o = q_push(c);
-    o->f = hub__frame_ref(f);
-    o->len = f->len;
-    o->off = (uint32_t)off;
-    c->buffered += f->len - off;
+    for (int i = 0; i < n; i++) {
+        if (done >= f[i]->len) {
+            done -= f[i]->len;
+            continue;
+        }
+        ws_out_t *o = q_push(c);
+        o->f = hub__frame_ref(f[i]);
+        o->len = f[i]->len;
+        o->off = (uint32_t)done;
+        c->buffered += f[i]->len - done;
+        done = 0;
+    }
     if (over_cap(c)) drop_slow(c);
 }
 
