@@ -41,7 +41,7 @@ WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIBCOMMON := $(BUILD)/libcommon.a
 
-.PHONY: all asan clean deps run up down test test-asan unit headers cluster-up cluster-down bench check
+.PHONY: all asan clean deps run up down test test-asan unit headers cluster-up cluster-down bench bench-bins check
 all: $(BINDIR)/place-api $(BINDIR)/place-worker
 
 asan:
@@ -53,6 +53,14 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# the WebSocket load generator (tests/bench/README.md): libc + OpenSSL only
+LOADGEN := $(BUILD)/bench/loadgen
+bench-bins: $(LOADGEN)
+$(LOADGEN): tests/bench/loadgen.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(shell pkg-config --cflags --libs openssl 2>/dev/null) -lm
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
@@ -103,11 +111,11 @@ cluster-down:
 	@compose/stack.sh cluster-down
 
 test: deps
-	@$(MAKE) --no-print-directory all unit-bins
+	@$(MAKE) --no-print-directory all unit-bins bench-bins
 	@tests/run.sh
 
 test-asan: deps
-	@$(MAKE) --no-print-directory SAN=1 all unit-bins
+	@$(MAKE) --no-print-directory SAN=1 all unit-bins bench-bins
 	@PLACE_BIN=build/asan/bin PLACE_UNIT=build/asan/tests tests/run.sh
 
 check: test

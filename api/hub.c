@@ -120,24 +120,64 @@ void hub_adopt(hub_t *h, hub_client_t *c)
     post(&h->t[i], in);
 }
 
-/* Writes frames (in order) to every client: one syscall per client however
- * many frames piled up while this hub was busy. The time it took feeds hub
- * 0's tick, which stretches so broadcasts never take more than about half
- * of a hub's time. */
-static void broadcast(hub_thread_t *ht, hub_frame_t *const *f, int n)
+/* Broadcasts run as jobs, sliced: each loop iteration writes the current
+ * frames to at most BCAST_SLICE clients, so placement replies and reads are
+ * served between slices instead of waiting for a sweep over every client.
+ * Frames that arrive meanwhile wait in pend and go out together in the next
+ * job (one writev per client however many frames piled up). The busy time
+ * of a whole job feeds hub 0's tick, which stretches so broadcasts take at
+ * most about half of a hub's time. */
+#define BCAST_SLICE 256
+
+/* takes: f */
+static void bcast_enqueue(hub_thread_t *ht, hub_frame_t *f)
+{
+    if (ht->npend == ht->cappend) {
+        ht->cappend = ht->cappend ? ht->cappend * 2 : 16;
+        ht->pend = xreallocarray(ht->pend, (size_t)ht->cappend, sizeof *ht->pend);
+    }
+    ht->pend[ht->npend++] = f;
+}
+
+static void bcast_run(hub_thread_t *ht)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!ht->njob) {
+        if (!ht->npend) return;
+        int n = ht->npend < HUB_MAX_FRAMES ? ht->npend : HUB_MAX_FRAMES;
+        memcpy(ht->job, ht->pend, (size_t)n * sizeof *ht->pend);
+        memmove(ht->pend, ht->pend + n, (size_t)(ht->npend - n) * sizeof *ht->pend);
+        ht->npend -= n;
+        ht->njob = n;
+        ht->cursor = ht->conns;
+        ht->job_busy_us = 0;
+    }
     size_t k = 0;
-    for (ws_conn_t *c = ht->conns, *next; c; c = next) {
-        next = c->next; /* c may be killed (unlinked) by the write */
-        ws_conn_send_frames(c, f, n);
+    while (ht->cursor && k < BCAST_SLICE) {
+        ws_conn_t *c = ht->cursor;
+        ht->cursor = c->next; /* c may be killed (unlinked) by the write */
+        ws_conn_send_frames(c, ht->job, ht->njob);
         k++;
     }
+    atomic_fetch_add(&ht->app->ws_frames_out, k * (size_t)ht->njob);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    atomic_store(&ht->bcast_us, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-                                    (t1.tv_nsec - t0.tv_nsec) / 1000);
-    atomic_fetch_add(&ht->app->ws_frames_out, k * (size_t)n);
+    ht->job_busy_us +=
+        (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    if (!ht->cursor) { /* job done */
+        for (int i = 0; i < ht->njob; i++) hub__frame_unref(ht->job[i]);
+        ht->njob = 0;
+        atomic_store(&ht->bcast_us, ht->job_busy_us);
+    }
+}
+
+void hub__unlink_conn(hub_thread_t *ht, ws_conn_t *c)
+{
+    if (ht->cursor == c) ht->cursor = c->next;
+    if (c->prev) c->prev->next = c->next;
+    else ht->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
 }
 
 /* the tick in ms: [ws] tick_ms, or twice the slowest hub's last broadcast */
@@ -163,8 +203,7 @@ static void post_frame_all(hub_thread_t *ht, hub_frame_t *f)
         in->f = hub__frame_ref(f);
         post(&h->t[i], in);
     }
-    broadcast(ht, &f, 1);
-    hub__frame_unref(f);
+    bcast_enqueue(ht, f);
 }
 
 static void ban_local(hub_thread_t *ht, const char *uid)
@@ -201,22 +240,10 @@ static void drain_inbox(hub_thread_t *ht)
     ht->in_head = ht->in_tail = NULL;
     ht->wake_pending = false;
     pthread_mutex_unlock(&ht->mu);
-    hub_frame_t *frames[HUB_MAX_FRAMES];
-    int nframes = 0;
     while (in) {
         hub_in_t *next = in->next;
-        if (in->type == IN_FRAME) { /* consecutive frames go out together */
-            frames[nframes++] = in->f;
-            free(in);
-            in = next;
-            if (nframes == HUB_MAX_FRAMES || !in || in->type != IN_FRAME) {
-                broadcast(ht, frames, nframes);
-                for (int i = 0; i < nframes; i++) hub__frame_unref(frames[i]);
-                nframes = 0;
-            }
-            continue;
-        }
         switch (in->type) {
+        case IN_FRAME: bcast_enqueue(ht, in->f); break;
         case IN_CONN:
             if (ht->stopping) {
                 hub_client_free(in->c);
@@ -397,7 +424,7 @@ static void *thread_main(void *arg)
                        ht);
     struct epoll_event evs[256];
     for (;;) {
-        int timeout = ht->again ? 0 : -1;
+        int timeout = ht->again || ht->njob || ht->npend ? 0 : -1;
         int n = epoll_wait(ht->epfd, evs, 256, timeout);
         if (n < 0 && errno != EINTR) {
             log_error("hub_epoll", "%s", strerror(errno));
@@ -434,6 +461,7 @@ static void *thread_main(void *arg)
         }
         if (ht->idx == 0 && ht->batch_n && ht->now_ms - ht->last_flush_ms >= tick_now(ht))
             flush_batch(ht);
+        bcast_run(ht);
         reap(ht);
         if (ht->stopping) {
             if (ht->now_ms >= ht->stop_deadline_ms)
@@ -451,6 +479,11 @@ static void *thread_main(void *arg)
         next = c->next;
         ws_conn_kill(c, "shutdown");
     }
+    for (int i = 0; i < ht->njob; i++) hub__frame_unref(ht->job[i]);
+    for (int i = 0; i < ht->npend; i++) hub__frame_unref(ht->pend[i]);
+    ht->njob = ht->npend = 0;
+    free(ht->pend);
+    ht->pend = NULL;
     for (ws_conn_t *c = ht->again; c; c = c->again_next) c->on_again = false;
     ht->again = NULL;
     reap(ht);

@@ -99,13 +99,23 @@ struct hub_thread {
     buf_t batch;
     size_t batch_n;
     int64_t last_flush_ms;
-    _Atomic int64_t bcast_us; /* how long this hub's last broadcast took */
+    _Atomic int64_t bcast_us; /* busy time of this hub's last broadcast job */
+    /* broadcast jobs (see hub.c) */
+    hub_frame_t **pend; /* frames waiting for the next job, owned refs */
+    int npend, cappend;
+    hub_frame_t *job[HUB_MAX_FRAMES]; /* the current job's frames, owned refs */
+    int njob;
+    ws_conn_t *cursor; /* next client of the current job */
+    int64_t job_busy_us;
     /* time and lifecycle */
     int64_t now_ms;
     int64_t next_sweep_ms;
     bool stopping;
     int64_t stop_deadline_ms;
 };
+
+/* Unlinks c from the live list, keeping a broadcast job's cursor valid. */
+void hub__unlink_conn(hub_thread_t *ht, ws_conn_t *c);
 
 /* ---- ws.c ---- */
 

@@ -266,14 +266,16 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
         atomic_fetch_add(&c->ht->app->ws_messages_in, 1);
         /* flood control: a token bucket of messages_per_s, burst twice that;
-         * a client deep in debt is closed */
+         * beyond it messages are refused, and a client ten seconds' worth in
+         * debt is closed (not sooner: a hub that fell behind reads a
+         * well-behaved client's backlog all at once) */
         double rate = c->ht->cfg->ws.messages_per_s, burst = 2 * rate;
         c->tokens += (double)(c->ht->now_ms - c->tokens_ms) * rate / 1000.0;
         c->tokens_ms = c->ht->now_ms;
         if (c->tokens > burst) c->tokens = burst;
         if (c->tokens < 1) {
             c->tokens -= 1;
-            if (c->tokens < -burst) {
+            if (c->tokens < -10 * rate) {
                 ws_conn_close(c, 1008, "message flood");
                 return;
             }
@@ -595,10 +597,7 @@ void ws_conn_kill(ws_conn_t *c, const char *why)
     log_debug("ws_closed", "user %s: %s", c->user_id, why);
     c->state = WS_DEAD;
     epoll_ctl(ht->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    if (c->prev) c->prev->next = c->next;
-    else ht->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    hub__unlink_conn(ht, c);
     ht->nconns--;
     atomic_fetch_sub(&ht->app->ws_connections, 1);
     q_clear(c);
