@@ -197,6 +197,16 @@ bool req_session_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_
     return true;
 }
 
+bool req_admin_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Result *res)
+{
+    if (!req_session_or_reply(rq, out, sid, res)) return false;
+    if (!out->admin) {
+        *res = reply_error(rq, 403, "FORBIDDEN", "admin role required");
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 static bool trusted_proxy(const cfg_t *cfg, const char *ip)

@@ -83,6 +83,9 @@ bool req_int_arg_or_reply(req_t *rq, const char *name, long lo, long hi, long de
 /* Loads the caller's session (cookie, then Authorization: Bearer). false
  * after replying 401 (no/unknown session) or 503 (Redis down). */
 bool req_session_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Result *res);
+/* Like req_session_or_reply, then requires the admin role: false after
+ * replying 401 (no session) or 403 FORBIDDEN (not an admin). */
+bool req_admin_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Result *res);
 /* Reads the session id from cookie or bearer without checking it. */
 bool req_session_id(req_t *rq, char sid[65]);
 

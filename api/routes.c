@@ -48,11 +48,21 @@ const route_t *route_find(const char *method, const char *path, bool *path_known
 
 const char *route_allow(const char *path)
 {
-    static const char *const combos[] = {"GET, HEAD", "POST"};
-    for (size_t i = 0; i < NROUTES; i++) {
-        const char *p;
-        if (path_matches(&table[i], path, &p))
-            return strcmp(table[i].method, "GET") ? combos[1] : combos[0];
+    /* every method some route accepts on this path, GET implying HEAD */
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH"};
+    static _Thread_local char out[48];
+    out[0] = '\0';
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+        for (size_t i = 0; i < NROUTES; i++) {
+            const char *p;
+            if (strcmp(table[i].method, methods[m]) || !path_matches(&table[i], path, &p))
+                continue;
+            if (out[0]) strcat(out, ", ");
+            strcat(out, methods[m]);
+            if (m == 0) strcat(out, ", HEAD");
+            break;
+        }
     }
-    return combos[0];
+    if (!out[0]) strcpy(out, "GET, HEAD");
+    return out;
 }

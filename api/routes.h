@@ -18,7 +18,8 @@ typedef struct route {
  * this path with another method (-> 405). NULL when none. */
 const route_t *route_find(const char *method, const char *path, bool *path_known,
                           const char **param);
-/* Comma-separated methods allowed on path (static storage). */
+/* Comma-separated methods allowed on path (thread-local storage, valid until
+ * the next call on this thread). */
 const char *route_allow(const char *path);
 
 enum MHD_Result h_auth_guest(req_t *rq);
