@@ -38,13 +38,13 @@ struct hub {
     _Atomic unsigned rr;
 };
 
-enum { IN_CONN = 1, IN_FRAME, IN_BAN, IN_STOP };
+enum { IN_CONN = 1, IN_FRAME, IN_BAN, IN_LOGOUT, IN_STOP };
 
 struct hub_in {
     int type;
     hub_client_t *c;  /* IN_CONN */
     hub_frame_t *f;   /* IN_FRAME */
-    char uid[37];     /* IN_BAN */
+    char uid[37];     /* IN_BAN: a user id; IN_LOGOUT: a session tag */
     struct hub_in *next;
 };
 
@@ -206,15 +206,36 @@ static void post_frame_all(hub_thread_t *ht, hub_frame_t *f)
     bcast_enqueue(ht, f);
 }
 
-static void ban_local(hub_thread_t *ht, const char *uid)
+static void flush_batch(hub_thread_t *ht);
+
+/* IN_BAN closes a user's sockets, IN_LOGOUT one session's */
+static void kick_local(hub_thread_t *ht, int type, const char *key)
 {
     for (ws_conn_t *c = ht->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == WS_OPEN && !strcmp(c->user_id, uid)) {
+        if (c->state != WS_OPEN) continue;
+        if (type == IN_BAN && !strcmp(c->user_id, key)) {
             ws_conn_send_error(c, "BANNED", "this account has been banned");
             ws_conn_close(c, 1008, "banned");
+        } else if (type == IN_LOGOUT && !strcmp(c->session_tag, key)) {
+            ws_conn_send_error(c, "UNAUTHORIZED", "logged out");
+            ws_conn_close(c, 1008, "logged out");
         }
     }
+}
+
+static void kick_all(hub_thread_t *ht, int type, const char *key)
+{
+    flush_batch(ht);
+    hub_t *h = ht->hub;
+    for (int i = 0; i < h->n; i++) {
+        if (&h->t[i] == ht) continue;
+        hub_in_t *in = xcalloc(1, sizeof *in);
+        in->type = type;
+        snprintf(in->uid, sizeof in->uid, "%s", key);
+        post(&h->t[i], in);
+    }
+    kick_local(ht, type, key);
 }
 
 static void begin_stop(hub_thread_t *ht)
@@ -251,7 +272,8 @@ static void drain_inbox(hub_thread_t *ht)
                 (void)ws_conn_new(ht, in->c);
             }
             break;
-        case IN_BAN: ban_local(ht, in->uid); break;
+        case IN_BAN:
+        case IN_LOGOUT: kick_local(ht, in->type, in->uid); break;
         case IN_STOP:
             if (!ht->stopping) begin_stop(ht);
             break;
@@ -336,20 +358,12 @@ static bool control(hub_thread_t *ht, const char *s, size_t len)
         notice_all(ht, "{\"type\":\"resync\"}");
     } else if (!strcmp(type, "ban")) {
         const char *uid = json_string_value(json_object_get(o, "userId"));
-        if (uid && proto_uuid_valid(uid)) {
-            flush_batch(ht);
-            hub_t *h = ht->hub;
-            for (int i = 0; i < h->n; i++) {
-                if (&h->t[i] == ht) continue;
-                hub_in_t *in = xcalloc(1, sizeof *in);
-                in->type = IN_BAN;
-                snprintf(in->uid, sizeof in->uid, "%s", uid);
-                post(&h->t[i], in);
-            }
-            ban_local(ht, uid);
-        } else {
-            ok = false;
-        }
+        ok = uid && proto_uuid_valid(uid);
+        if (ok) kick_all(ht, IN_BAN, uid);
+    } else if (!strcmp(type, "logout")) {
+        const char *tag = json_string_value(json_object_get(o, "session"));
+        ok = tag && strlen(tag) == 16 && proto_hex_valid(tag, 16);
+        if (ok) kick_all(ht, IN_LOGOUT, tag);
     } else {
         ok = false;
     }

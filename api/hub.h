@@ -22,6 +22,7 @@ typedef struct hub hub_t;
 typedef struct hub_client {
     int fd; /* the upgraded socket: our own descriptor (hub_client_free closes it) */
     char user_id[37];
+    char session_tag[17]; /* rds_session_tag of the session */
     bool admin;
     char *welcome;    /* the welcome message (JSON text), owned */
     size_t welcome_len;

@@ -52,6 +52,7 @@ typedef struct ws_conn {
     int fd;
     wslay_event_context_ptr ws;
     char user_id[37];
+    char session_tag[17]; /* rds_session_tag of the session it was opened with */
     bool admin;
     uint8_t state;
     bool on_again;

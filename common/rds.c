@@ -349,19 +349,65 @@ int rds_ping(rds_t *r)
 
 int rds_session_put(rds_t *r, const char *sid, const rds_session_t *s, int ttl_s)
 {
+    /* user:sessions:<uid> indexes a user's sessions so a ban can revoke them all */
     if (rds_append(r, "MULTI") ||
         rds_append(r, "HSET session:%s uid %s name %s guest %d admin %d", sid, s->user_id,
                    s->name, s->guest ? 1 : 0, s->admin ? 1 : 0) ||
-        rds_append(r, "EXPIRE session:%s %d", sid, ttl_s) || rds_append(r, "EXEC"))
+        rds_append(r, "EXPIRE session:%s %d", sid, ttl_s) ||
+        rds_append(r, "SADD user:sessions:%s %s", s->user_id, sid) ||
+        rds_append(r, "EXPIRE user:sessions:%s %d", s->user_id, ttl_s) ||
+        rds_append(r, "EXEC"))
         return PX_EBACKEND;
     int rc = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         redisReply *rep = rds_get_reply(r);
         if (!rep) return PX_EBACKEND;
         if (rep->type == REDIS_REPLY_ERROR) rc = reply_error(r, rep);
         else freeReplyObject(rep);
     }
     return rc;
+}
+
+int rds_session_delete(rds_t *r, const char *sid, const char *user_id)
+{
+    redisReply *rep = user_id ? rds_command(r, "SREM user:sessions:%s %s", user_id, sid) : NULL;
+    if (user_id && !rep) return PX_EBACKEND;
+    if (rep) freeReplyObject(rep);
+    rep = rds_command(r, "DEL session:%s", sid);
+    if (!rep) return PX_EBACKEND;
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* Deletes every session of a user in one script (atomic with the index). */
+static const char revoke_lua[] =
+    "local s = redis.call('SMEMBERS', KEYS[1])\n"
+    "for _, sid in ipairs(s) do redis.call('DEL', 'session:' .. sid) end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return #s\n";
+
+int rds_user_sessions_revoke(rds_t *r, const char *user_id, int64_t *revoked)
+{
+    redisReply *rep = rds_command(r, "EVAL %s 1 user:sessions:%s", revoke_lua, user_id);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    if (revoked) *revoked = rep->integer;
+    freeReplyObject(rep);
+    return 0;
+}
+
+void rds_session_tag(const char *sid, char out[17])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)sid, strlen(sid), d);
+    proto_hex(d, 8, out);
+}
+
+int rds_publish_control(rds_t *r, const char *json)
+{
+    redisReply *rep = rds_command(r, "PUBLISH %s c %s", RDS_CHANNEL, json);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    freeReplyObject(rep);
+    return 0;
 }
 
 int rds_session_get(rds_t *r, const char *sid, int ttl_s, rds_session_t *out)

@@ -116,6 +116,18 @@ typedef struct rds_session {
 /* Stores session:<sid> with the given TTL. */
 PX_MUST_CHECK int rds_session_put(rds_t *r, const char *sid, const rds_session_t *s,
                                   int ttl_s);
+/* Deletes session:<sid> (and its entry in the user's index when user_id is
+ * given, borrowed, may be NULL). */
+PX_MUST_CHECK int rds_session_delete(rds_t *r, const char *sid, const char *user_id);
+/* Deletes every session of user_id (ban). *revoked (may be NULL) = how many. */
+PX_MUST_CHECK int rds_user_sessions_revoke(rds_t *r, const char *user_id, int64_t *revoked);
+/* A 16-hex-digit tag naming a session without revealing it (SHA-256 prefix),
+ * used to close one session's WebSockets on logout. */
+void rds_session_tag(const char *sid, char out[17]);
+/* PUBLISH canvas:updates "c <json>": a control message every instance's hub
+ * receives in order with the updates (settings, reset, resync, ban,
+ * logout). json borrowed. */
+PX_MUST_CHECK int rds_publish_control(rds_t *r, const char *json);
 /* Loads session:<sid> and slides its TTL to ttl_s. PX_ENOTFOUND when absent. */
 PX_MUST_CHECK int rds_session_get(rds_t *r, const char *sid, int ttl_s, rds_session_t *out);
 /* Remaining cooldown of a user in ms (0 when none). */
