@@ -25,6 +25,7 @@ typedef struct app {
     /* atomics */
     _Atomic int64_t inflight;        /* HTTP requests being handled */
     _Atomic uint64_t pixels_placed;  /* accepted by this instance */
+    _Atomic uint64_t placed_by_color[256];
     _Atomic uint64_t rate_limited;   /* cooldown refusals by this instance */
     _Atomic uint64_t backend_errors; /* Redis / PostgreSQL failures seen */
     _Atomic int64_t ws_connections;  /* WebSockets open on this instance */

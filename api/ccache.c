@@ -9,6 +9,7 @@
 #include "img_png.h"
 #include "log.h"
 #include "xalloc.h"
+#include "metrics.h"
 
 /* One immutable encoded canvas. Responses are MHD objects shared by every
  * request that serves this entry (MHD refcounts them per queue); they are
@@ -184,6 +185,7 @@ enum MHD_Result ccache_reply(ccache_t *c, req_t *rq, ccache_kind_t kind)
             if (c->cur) break; /* serve the last good one */
             pthread_mutex_unlock(&c->mu);
             atomic_fetch_add(&c->app->backend_errors, 1);
+            metrics_backend_error(METRICS_REDIS);
             return reply_error(rq, 503, "UNAVAILABLE", "canvas store unavailable");
         }
         entry_free(c->cur);

@@ -1,5 +1,6 @@
 /* GET /health (liveness), GET /health/ready (each backend checked) */
 #include "log.h"
+#include "metrics.h"
 #include "mq.h"
 #include "routes.h"
 
@@ -40,4 +41,55 @@ enum MHD_Result h_health_ready(req_t *rq)
                                 "redis", redis_ok ? "ok" : "down", "postgres",
                                 pg_ok ? "ok" : "down", "rabbitmq", mq_ok ? "ok" : "down",
                                 "down", down));
+}
+
+/* GET /metrics — Prometheus text format 0.0.4, this instance's view */
+enum MHD_Result h_metrics(req_t *rq)
+{
+    app_t *app = rq->app;
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "# HELP place_pixels_placed_total Placements accepted by this instance, by "
+                 "colour index.\n# TYPE place_pixels_placed_total counter\n");
+    for (int i = 0; i < app->cfg->canvas.palette_len; i++)
+        buf_printf(&b, "place_pixels_placed_total{color=\"%d\"} %llu\n", i,
+                   (unsigned long long)atomic_load(&app->placed_by_color[i]));
+    buf_printf(&b,
+               "# HELP place_ws_connections WebSocket connections open on this instance.\n"
+               "# TYPE place_ws_connections gauge\nplace_ws_connections %lld\n"
+               "# HELP place_ws_messages_received_total Client WebSocket messages.\n"
+               "# TYPE place_ws_messages_received_total counter\n"
+               "place_ws_messages_received_total %llu\n"
+               "# HELP place_ws_updates_total Updates received from the subscription.\n"
+               "# TYPE place_ws_updates_total counter\nplace_ws_updates_total %llu\n"
+               "# HELP place_ws_frames_sent_total Broadcast frames written or queued to clients.\n"
+               "# TYPE place_ws_frames_sent_total counter\nplace_ws_frames_sent_total %llu\n"
+               "# HELP place_ws_slow_dropped_total Clients dropped for not reading.\n"
+               "# TYPE place_ws_slow_dropped_total counter\nplace_ws_slow_dropped_total %llu\n",
+               (long long)atomic_load(&app->ws_connections),
+               (unsigned long long)atomic_load(&app->ws_messages_in),
+               (unsigned long long)atomic_load(&app->ws_updates),
+               (unsigned long long)atomic_load(&app->ws_frames_out),
+               (unsigned long long)atomic_load(&app->ws_slow_dropped));
+    int64_t now = 0, lag = 0, pending = 0;
+    bool have_lag = rds_time_ms(req_rds(rq), &now) == 0 &&
+                    rds_sink_lag(req_rds(rq), now, &lag, &pending) == 0;
+    if (!have_lag) metrics_backend_error(METRICS_REDIS);
+    buf_printf(&b,
+               "# HELP place_sink_lag_seconds Age of the oldest placement not yet in "
+               "PostgreSQL.\n# TYPE place_sink_lag_seconds gauge\nplace_sink_lag_seconds %.3f\n"
+               "# HELP place_sink_pending Placements read by a sink but not yet acknowledged.\n"
+               "# TYPE place_sink_pending gauge\nplace_sink_pending %lld\n"
+               "# HELP place_redis_up Whether this scrape could read Redis.\n"
+               "# TYPE place_redis_up gauge\nplace_redis_up %d\n",
+               (double)lag / 1000.0, (long long)pending, have_lag ? 1 : 0);
+    metrics_write(&b);
+    size_t len;
+    char *text = buf_steal(&b, &len);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result res = reply_response(rq, 200, r);
+    MHD_destroy_response(r);
+    return res;
 }

@@ -2,12 +2,14 @@
 #include "log.h"
 #include "proto.h"
 #include "routes.h"
+#include "metrics.h"
 
 static enum MHD_Result reply_events(req_t *rq, int rc, json_t *events, json_t *head)
 {
     if (rc) {
         json_decref(head);
         atomic_fetch_add(&rq->app->backend_errors, 1);
+        metrics_backend_error(METRICS_POSTGRES);
         log_warn("postgres_error", "history: %s", db_errstr(req_db(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "history store unavailable");
     }

@@ -13,6 +13,7 @@
 #include "routes.h"
 #include "wsk.h"
 #include "xalloc.h"
+#include "metrics.h"
 
 static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
                        const char *extra_in, size_t extra_in_size, MHD_socket sock,
@@ -127,6 +128,7 @@ enum MHD_Result h_ws(req_t *rq)
         return reply_error(rq, 401, "UNAUTHORIZED", "session expired or unknown");
     if (rc) {
         atomic_fetch_add(&app->backend_errors, 1);
+        metrics_backend_error(METRICS_REDIS);
         log_warn("redis_error", "session lookup: %s", rds_errstr(req_rds(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "session store unavailable");
     }

@@ -15,7 +15,9 @@
 #include "log.h"
 #include "proto.h"
 #include "routes.h"
+#include "wsk.h"
 #include "xalloc.h"
+#include "metrics.h"
 
 struct http_server {
     app_t *app;
@@ -174,26 +176,39 @@ bool req_session_id(req_t *rq, char sid[65])
     return true;
 }
 
+/* Loads the session once per request: 0, PX_EPROTO (no session id),
+ * PX_ENOTFOUND or PX_EBACKEND. */
+static int load_session(req_t *rq)
+{
+    if (rq->_sess_loaded) return rq->_sess_rc;
+    rq->_sess_loaded = true;
+    if (!req_session_id(rq, rq->_sid)) return rq->_sess_rc = PX_EPROTO;
+    rq->_sess_rc =
+        rds_session_get(req_rds(rq), rq->_sid, rq->app->cfg->auth.session_ttl_s, &rq->_sess);
+    return rq->_sess_rc;
+}
+
 bool req_session_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Result *res)
 {
-    char local[65];
-    if (!sid) sid = local;
-    if (!req_session_id(rq, sid)) {
+    int rc = load_session(rq);
+    if (rc == PX_EPROTO) {
         *res = reply_error(rq, 401, "UNAUTHORIZED",
                            "no session: POST /api/v1/auth/guest first (cookie or Bearer token)");
         return false;
     }
-    int rc = rds_session_get(req_rds(rq), sid, rq->app->cfg->auth.session_ttl_s, out);
     if (rc == PX_ENOTFOUND) {
         *res = reply_error(rq, 401, "UNAUTHORIZED", "session expired or unknown");
         return false;
     }
     if (rc) {
         atomic_fetch_add(&rq->app->backend_errors, 1);
+        metrics_backend_error(METRICS_REDIS);
         log_warn("redis_error", "session lookup: %s", rds_errstr(req_rds(rq)));
         *res = reply_error(rq, 503, "UNAVAILABLE", "session store unavailable");
         return false;
     }
+    *out = rq->_sess;
+    if (sid) memcpy(sid, rq->_sid, 65);
     return true;
 }
 
@@ -207,7 +222,30 @@ bool req_admin_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Re
     return true;
 }
 
+bool req_csrf_or_reply(req_t *rq, enum MHD_Result *res)
+{
+    const char *h = req_header(rq, "X-Place-CSRF");
+    if (!h || strcmp(h, "1") != 0) {
+        *res = reply_error(rq, 403, "FORBIDDEN", "missing X-Place-CSRF header");
+        return false;
+    }
+    const char *origin = req_header(rq, "Origin");
+    if (origin &&
+        !wsk_origin_allowed(origin, rq->app->cfg->ws.allowed_origins, req_header(rq, "Host"))) {
+        *res = reply_error(rq, 403, "FORBIDDEN", "origin not allowed");
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ dispatch */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static bool trusted_proxy(const cfg_t *cfg, const char *ip)
 {
@@ -249,6 +287,51 @@ static void client_ip(req_t *rq)
     }
 }
 
+/* Fixed one-minute windows in Redis (rate:<kind>:<key>:<minute>). A Redis
+ * failure lets the request through: the limits protect the service, they
+ * must not take it down. */
+static bool limit_or_reply(req_t *rq, route_limit_t limit, enum MHD_Result *res)
+{
+    const cfg_t *cfg = rq->app->cfg;
+    int max;
+    const char *kind;
+    metrics_limit_t m;
+    char key[160];
+    switch (limit) {
+    case ROUTE_LIMIT_AUTH: max = cfg->limits.auth_per_min, kind = "auth", m = METRICS_LIMIT_AUTH; break;
+    case ROUTE_LIMIT_GUEST: max = cfg->limits.guest_per_min, kind = "guest", m = METRICS_LIMIT_GUEST; break;
+    case ROUTE_LIMIT_CANVAS: max = cfg->limits.canvas_per_min, kind = "canvas", m = METRICS_LIMIT_CANVAS; break;
+    case ROUTE_LIMIT_API: max = cfg->limits.api_per_min, kind = "api", m = METRICS_LIMIT_API; break;
+    default: return true;
+    }
+    if (max <= 0) return true;
+    const char *who = rq->ip;
+    char uid[48];
+    if (limit == ROUTE_LIMIT_API && load_session(rq) == 0) { /* per user */
+        snprintf(uid, sizeof uid, "u:%s", rq->_sess.user_id);
+        who = uid;
+    }
+    int64_t minute = app_now_ms() / 60000;
+    snprintf(key, sizeof key, "rate:%s:%s:%lld", kind, who, (long long)minute);
+    int64_t count = 0, ttl = 0;
+    if (rds_rate_hit(req_rds(rq), key, 61, &count, &ttl)) {
+        metrics_backend_error(METRICS_REDIS);
+        return true;
+    }
+    if (count <= max) return true;
+    metrics_rate_limited(m);
+    int64_t retry = 60 - (app_now_ms() / 1000) % 60;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%lld", (long long)(retry > 0 ? retry : 1));
+    char msg[120];
+    snprintf(msg, sizeof msg, "too many %s requests: at most %d a minute, retry in %s s", kind,
+             max, ra);
+    *res = reply_error_ex(rq, 429, "RATE_LIMITED", json_pack("{s:s,s:I}", "limit", kind,
+                                                             "retryAfter", (json_int_t)retry),
+                          "Retry-After", ra, msg);
+    return false;
+}
+
 static enum MHD_Result dispatch(req_t *rq)
 {
     if (rq->_too_big)
@@ -260,20 +343,26 @@ static enum MHD_Result dispatch(req_t *rq)
     if (r) {
         rq->param = param;
         rq->_route_name = r->name;
+        rq->_slot = route_slot(r);
+        enum MHD_Result res;
+        if (!limit_or_reply(rq, r->limit, &res)) return res;
         return r->fn(rq);
     }
     bool api = !strncmp(rq->url, "/api/", 5) || !strcmp(rq->url, "/api") ||
                !strncmp(rq->url, "/health", 7) || !strcmp(rq->url, "/metrics");
     if (known) {
         rq->_route_name = "method_not_allowed";
+        rq->_slot = route_extra_slot(ROUTE_SLOT_NOT_ALLOWED);
         return reply_error(rq, 405, "METHOD_NOT_ALLOWED", "%s is not allowed on %s",
                            rq->method, rq->url);
     }
     if (api) {
         rq->_route_name = "not_found";
+        rq->_slot = route_extra_slot(ROUTE_SLOT_NOT_FOUND);
         return reply_error(rq, 404, "NOT_FOUND", "no such endpoint: %s %s", rq->method, rq->url);
     }
     rq->_route_name = "static";
+    rq->_slot = route_extra_slot(ROUTE_SLOT_STATIC);
     if (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD"))
         return reply_error(rq, 405, "METHOD_NOT_ALLOWED", "%s is not allowed on %s",
                            rq->method, rq->url);
@@ -299,6 +388,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (RAND_bytes(id, sizeof id) != 1) memset(id, 0, sizeof id);
         proto_hex(id, sizeof id, rq->rid);
         rq->_start_ms = app_mono_ms();
+        rq->_start_us = mono_us();
+        rq->_slot = -1;
         client_ip(rq);
         atomic_fetch_add(&app->inflight, 1);
         *req_cls = rq;
@@ -333,6 +424,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     req_t *rq = *req_cls;
     if (!rq) return;
     int64_t ms = app_mono_ms() - rq->_start_ms;
+    if (!rq->_upgraded) metrics_http(rq->_slot, rq->_status, mono_us() - rq->_start_us);
     log_level_t lvl = rq->_status >= 500 ? LOG_WARN : rq->_status >= 400 ? LOG_INFO : LOG_DEBUG;
     if (log_enabled(lvl)) {
         char fields[256];
@@ -373,6 +465,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 http_server_t *http_start(app_t *app)
 {
+    route_name_slots(metrics_route_name);
     const cfg_t *cfg = app->cfg;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);

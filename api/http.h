@@ -37,7 +37,14 @@ struct req {
     bool _upgraded;
     int _status;
     int64_t _start_ms;
+    int64_t _start_us;
     const char *_route_name;
+    int _slot; /* metrics slot of the route */
+    /* the session, loaded once per request */
+    bool _sess_loaded;
+    int _sess_rc;
+    rds_session_t _sess;
+    char _sid[65];
 };
 
 /* gives: http_server_free. Starts MHD listening per app->cfg. NULL on error
@@ -86,6 +93,10 @@ bool req_session_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_
 /* Like req_session_or_reply, then requires the admin role: false after
  * replying 401 (no session) or 403 FORBIDDEN (not an admin). */
 bool req_admin_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Result *res);
+/* For state-changing admin requests: the header X-Place-CSRF: 1 (a cross-site
+ * form cannot send it) and, when present, an allowed Origin ([ws]
+ * allowed_origins). false after replying 403. */
+bool req_csrf_or_reply(req_t *rq, enum MHD_Result *res);
 /* Reads the session id from cookie or bearer without checking it. */
 bool req_session_id(req_t *rq, char sid[65]);
 

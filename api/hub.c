@@ -415,8 +415,29 @@ static void reap(hub_thread_t *ht)
     }
 }
 
+/* hub 0, once a second: this instance's WebSocket count and placement rate
+ * for GET /api/v1/admin/stats (fire and forget on the async connection) */
+static void heartbeat(hub_thread_t *ht)
+{
+    uint64_t placed = atomic_load(&ht->app->pixels_placed);
+    int64_t now = ht->now_ms;
+    double rate = 0;
+    if (ht->hb_ms && now > ht->hb_ms)
+        rate = (double)(placed - ht->hb_placed) * 1000.0 / (double)(now - ht->hb_ms);
+    ht->hb_ms = now;
+    ht->hb_placed = placed;
+    char val[96];
+    snprintf(val, sizeof val, "%lld %lld %.1f", (long long)atomic_load(&ht->app->ws_connections),
+             (long long)app_now_ms(), rate);
+    const char *argv[] = {"HSET", RDS_KEY_INSTANCES, ht->cfg->instance, val};
+    size_t lens[] = {4, strlen(RDS_KEY_INSTANCES), strlen(ht->cfg->instance), strlen(val)};
+    if (rds_async_commandargv(&ht->place, NULL, NULL, 4, argv, lens))
+        log_debug("heartbeat_skipped", "redis down");
+}
+
 static void sweep(hub_thread_t *ht)
 {
+    if (ht->idx == 0) heartbeat(ht);
     for (ws_conn_t *c = ht->conns, *next; c; c = next) {
         next = c->next;
         ws_conn_sweep(c, ht->now_ms);

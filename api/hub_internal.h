@@ -108,6 +108,9 @@ struct hub_thread {
     int njob;
     ws_conn_t *cursor; /* next client of the current job */
     int64_t job_busy_us;
+    /* hub 0: heartbeat state */
+    int64_t hb_ms;
+    uint64_t hb_placed;
     /* time and lifecycle */
     int64_t now_ms;
     int64_t next_sweep_ms;

@@ -5,6 +5,7 @@
  *   place-api [--config FILE] print-config
  */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,13 @@
 #include "ccache.h"
 #include "cfg.h"
 #include "db.h"
+#include "db_acct.h"
 #include "db_migrate.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "proto.h"
+#include "pwhash.h"
 #include "rds.h"
 #include "rebuild.h"
 #include "sink.h"
@@ -42,7 +46,40 @@ int64_t app_mono_ms(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: place-api [--config FILE] [serve|migrate|print-config]\n");
+    fprintf(stderr, "usage: place-api [--config FILE] [serve|migrate|print-config]\n"
+                    "       place-api [--config FILE] admin create NAME   (password on stdin)\n");
+}
+
+/* place-api admin create NAME: creates the account NAME as an admin, or
+ * promotes it and sets its password, read from the first line of stdin.
+ * Exit 0, 2 on bad input, 1 when PostgreSQL fails. */
+static int cmd_admin_create(const cfg_t *cfg, const char *name)
+{
+    if (!proto_username_valid(name, strlen(name))) {
+        fprintf(stderr, "place-api: username must be 3-32 letters, digits, '_' or '-'\n");
+        return 2;
+    }
+    char pw[1100];
+    if (!fgets(pw, sizeof pw, stdin)) pw[0] = '\0';
+    size_t len = strcspn(pw, "\r\n");
+    pw[len] = '\0';
+    if (len < 8 || len > 1024) {
+        fprintf(stderr, "place-api: the password (first line of stdin) must be 8 to 1024 bytes\n");
+        return 2;
+    }
+    char hash[PWHASH_MAX], id[37];
+    int rc = pwhash_hash(pw, len, PWHASH_LN, PWHASH_R, PWHASH_P, hash);
+    OPENSSL_cleanse(pw, sizeof pw);
+    if (rc) {
+        fprintf(stderr, "place-api: password hashing failed\n");
+        return 1;
+    }
+    db_t *db = db_new(cfg->postgres.url, cfg->postgres.timeout_ms);
+    rc = db_user_make_admin(db, name, hash, id);
+    if (rc) fprintf(stderr, "place-api: %s\n", db_errstr(db));
+    else printf("%s is an admin (user id %s)\n", name, id);
+    db_free(db);
+    return rc ? 1 : 0;
 }
 
 static int cmd_migrate(const cfg_t *cfg)
@@ -74,6 +111,18 @@ static bool wait_signal(int sfd, int ms)
         }
     }
     return false;
+}
+
+/* Settings live in PostgreSQL; Redis holds the copy the placement script
+ * reads. A Redis that lost them gets them back (never overwriting). */
+static void restore_settings(rds_t *rds, db_t *db)
+{
+    char v[64];
+    if (db_setting_get(db, "cooldown_ms", v, sizeof v)) return;
+    redisReply *r = rds_command(rds, "HSETNX %s cooldown_ms %s", RDS_KEY_SETTINGS, v);
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        log_info("settings_restored", "cooldown_ms %s from PostgreSQL", v);
+    if (r) freeReplyObject(r);
 }
 
 /* Makes sure Redis holds a canvas of the configured size: rebuilds it from
@@ -130,6 +179,7 @@ static int ensure_canvas(app_t *app, int sfd)
         }
         backoff = backoff < 4000 ? backoff * 2 : 4000;
     }
+    if (result == 0) restore_settings(rds, db);
     rds_free(rds);
     db_free(db);
     return result;
@@ -207,6 +257,8 @@ int main(int argc, char **argv)
 {
     const char *config = "config.ini";
     const char *cmd = "serve";
+    const char *args[3] = {NULL, NULL, NULL};
+    int nargs = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) {
             config = argv[++i];
@@ -216,11 +268,18 @@ int main(int argc, char **argv)
             usage();
             return 0;
         } else if (argv[i][0] != '-') {
-            cmd = argv[i];
+            if (nargs < 3) args[nargs] = argv[i];
+            nargs++;
         } else {
             usage();
             return 2;
         }
+    }
+    if (nargs > 0) cmd = args[0];
+    bool admin_cmd = !strcmp(cmd, "admin");
+    if ((admin_cmd && (nargs != 3 || strcmp(args[1], "create") != 0)) || (!admin_cmd && nargs > 1)) {
+        usage();
+        return 2;
     }
     cfg_t *cfg = malloc(sizeof *cfg);
     char err[512];
@@ -235,6 +294,7 @@ int main(int argc, char **argv)
     int rc;
     if (!strcmp(cmd, "serve")) rc = cmd_serve(cfg);
     else if (!strcmp(cmd, "migrate")) rc = cmd_migrate(cfg);
+    else if (admin_cmd) rc = cmd_admin_create(cfg, args[2]);
     else if (!strcmp(cmd, "print-config")) {
         cfg_dump(cfg, stdout);
         rc = 0;

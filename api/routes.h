@@ -6,13 +6,31 @@
 
 #include "http.h"
 
+/* Which rate limit a route counts against ([limits]); the default (0, an
+ * omitted initialiser) is the per-user API limit. */
+typedef enum {
+    ROUTE_LIMIT_API = 0,
+    ROUTE_LIMIT_NONE,
+    ROUTE_LIMIT_AUTH,   /* per IP: register, login */
+    ROUTE_LIMIT_GUEST,  /* per IP: new guest sessions */
+    ROUTE_LIMIT_CANVAS, /* per IP: canvas downloads */
+} route_limit_t;
+
 typedef struct route {
     const char *method;
     const char *path; /* exact, or a prefix when it ends with '/' and prefix is set */
     bool prefix;
     route_fn fn;
     const char *name; /* for logs and metrics */
+    route_limit_t limit;
 } route_t;
+
+/* metrics slots: one per table entry, then these three */
+enum { ROUTE_SLOT_STATIC = 0, ROUTE_SLOT_NOT_FOUND, ROUTE_SLOT_NOT_ALLOWED };
+int route_slot(const route_t *r);
+int route_extra_slot(int which);
+/* Calls fn for every slot with its name (static strings). */
+void route_name_slots(void (*fn)(int slot, const char *name));
 
 /* Finds the route for method+path. *path_known tells whether some route has
  * this path with another method (-> 405). NULL when none. */
@@ -35,5 +53,14 @@ enum MHD_Result h_health(req_t *rq);
 enum MHD_Result h_health_ready(req_t *rq);
 enum MHD_Result h_static(req_t *rq);
 enum MHD_Result h_ws(req_t *rq);
+enum MHD_Result h_auth_register(req_t *rq);
+enum MHD_Result h_auth_login(req_t *rq);
+enum MHD_Result h_auth_logout(req_t *rq);
+enum MHD_Result h_admin_reset(req_t *rq);
+enum MHD_Result h_admin_ban(req_t *rq);
+enum MHD_Result h_admin_unban(req_t *rq);
+enum MHD_Result h_admin_settings(req_t *rq);
+enum MHD_Result h_admin_stats(req_t *rq);
+enum MHD_Result h_metrics(req_t *rq);
 
 #endif

@@ -12,6 +12,7 @@
 #include "proto.h"
 #include "rds.h"
 #include "xalloc.h"
+#include "metrics.h"
 
 struct sink {
     app_t *app;
@@ -126,6 +127,7 @@ static int store(sink_t *s)
             return 0;
         }
         atomic_fetch_add(&s->app->backend_errors, 1);
+        metrics_backend_error(METRICS_POSTGRES);
         log_warn("sink_retry", "insert of %zu events failed, retrying in %d ms: %s", s->n,
                  backoff, db_errstr(s->db));
         if (give_up(s)) return PX_EBACKEND;

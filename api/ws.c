@@ -27,6 +27,7 @@
 #include "proto.h"
 #include "rds.h"
 #include "xalloc.h"
+#include "metrics.h"
 
 #define READ_BUDGET (64 * 1024) /* bytes per connection per round: fairness */
 #define MAX_INFLIGHT 4          /* placements per connection waiting for Redis */
@@ -374,6 +375,7 @@ static void place(ws_conn_t *c, const proto_place_t *p)
                               pr->a.lens)) {
         free(pr);
         atomic_fetch_add(&ht->app->backend_errors, 1);
+        metrics_backend_error(METRICS_REDIS);
         ws_conn_send_error(c, "UNAVAILABLE", "canvas store unavailable, try again");
         return;
     }
@@ -403,6 +405,7 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
         switch (rc) {
         case 0: {
             atomic_fetch_add(&ht->app->pixels_placed, 1);
+            atomic_fetch_add(&ht->app->placed_by_color[pr->p.color & 255], 1);
             char ack[200];
             int n = snprintf(ack, sizeof ack,
                              "{\"type\":\"ack\",\"x\":%d,\"y\":%d,\"color\":%d,\"seq\":%lld,"
@@ -415,6 +418,7 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
         }
         case PX_ECOOLDOWN: {
             atomic_fetch_add(&ht->app->rate_limited, 1);
+            metrics_rate_limited(METRICS_LIMIT_COOLDOWN);
             char msg[80];
             snprintf(msg, sizeof msg, "cooldown active: wait %.3f s",
                      (double)res.remaining_ms / 1000.0);
@@ -427,6 +431,7 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
             break;
         default:
             atomic_fetch_add(&ht->app->backend_errors, 1);
+            metrics_backend_error(METRICS_REDIS);
             log_warn("place_failed", "%s", err);
             ws_conn_send_error(c, "UNAVAILABLE", "canvas store unavailable, try again");
             break;

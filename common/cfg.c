@@ -64,6 +64,7 @@ static const opt_t opts[] = {
     OS("auth", "cookie_name", auth.cookie_name, "place_session"),
     OB("auth", "cookie_secure", auth.cookie_secure, "false"),
     OI("limits", "auth_per_min", limits.auth_per_min, 0, 1000000, "5"),
+    OI("limits", "guest_per_min", limits.guest_per_min, 0, 1000000, "60"),
     OI("limits", "canvas_per_min", limits.canvas_per_min, 0, 1000000, "10"),
     OI("limits", "api_per_min", limits.api_per_min, 0, 1000000, "100"),
     OI("limits", "history_max", limits.history_max, 1, 100000, "1000"),
@@ -85,6 +86,10 @@ static const opt_t opts[] = {
     OI("worker", "retention_days", worker.retention_days, 1, 36500, "30"),
     OI("worker", "snapshot_retention_days", worker.snapshot_retention_days, 1, 36500, "90"),
     OI("worker", "max_timelapse_frames", worker.max_timelapse_frames, 1, 100000, "600"),
+    OI("worker", "max_timelapse_pixels", worker.max_timelapse_pixels, 1, 2000000000, "250000000"),
+    OI("worker", "job_retention_days", worker.job_retention_days, 1, 36500, "30"),
+    OI("worker", "retry_base_ms", worker.retry_base_ms, 1, 60000, "1000"),
+    OI("worker", "timelapses_per_hour", worker.timelapses_per_hour, 0, 1000000, "20"),
     OS("log", "level", log.level, "info"),
 };
 

@@ -54,6 +54,7 @@ typedef struct cfg {
     } auth;
     struct {
         int auth_per_min;
+        int guest_per_min;
         int canvas_per_min;
         int api_per_min;
         int history_max;
@@ -89,6 +90,10 @@ typedef struct cfg {
         int retention_days;
         int snapshot_retention_days;
         int max_timelapse_frames;
+        int max_timelapse_pixels; /* cap on frames * width * height * scale^2 */
+        int job_retention_days;   /* finished jobs and timelapse outputs */
+        int retry_base_ms;        /* first retry delay of a failed job; doubles */
+        int timelapses_per_hour;  /* per user; 0 = unlimited */
     } worker;
     struct {
         char level[8];

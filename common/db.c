@@ -76,9 +76,15 @@ PGconn *db_conn(db_t *d)
 
 PGresult *db_exec(db_t *d, const char *sql, int n, const char *const *params)
 {
+    return db_exec_ex(d, sql, n, params, NULL, NULL, 0);
+}
+
+PGresult *db_exec_ex(db_t *d, const char *sql, int n, const char *const *params,
+                     const int *lengths, const int *formats, int result_format)
+{
     PGconn *c = db_conn(d);
     if (!c) return NULL;
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, lengths, formats, result_format);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         d->sqlstate[0] = '\0';

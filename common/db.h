@@ -31,6 +31,11 @@ PGconn *db_conn(db_t *d);
  * NULL). gives: the PGresult (PQclear) when it succeeded, else NULL with
  * errstr and sqlstate set. */
 PGresult *db_exec(db_t *d, const char *sql, int n, const char *const *params);
+/* db_exec with binary parameters: lengths/formats (borrowed, n entries, or
+ * NULL for all text) as in PQexecParams; result_format 1 asks for binary
+ * columns (bytea without the hex escaping), 0 for text. */
+PGresult *db_exec_ex(db_t *d, const char *sql, int n, const char *const *params,
+                     const int *lengths, const int *formats, int result_format);
 
 PX_MUST_CHECK int db_ping(db_t *d);
 

@@ -265,3 +265,15 @@ void proto_time_format(int64_t ms, char out[32])
              tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
              (int)rem);
 }
+
+bool proto_username_valid(const char *u, size_t len)
+{
+    if (len < 3 || len > 32 || strlen(u) != len) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = u[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}

@@ -37,6 +37,10 @@ typedef struct proto_ws_msg {
 PX_MUST_CHECK int proto_parse_ws(const char *body, size_t len, const canvas_geom_t *g,
                                  proto_ws_msg_t *out, char *msg, size_t msglen);
 
+/* A username: 3-32 ASCII letters, digits, '_' or '-' (len bytes; a NUL
+ * inside makes it invalid). */
+bool proto_username_valid(const char *u, size_t len);
+
 /* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
 bool proto_utf8_valid(const uint8_t *s, size_t n);
 

@@ -21,6 +21,8 @@ struct rds {
 /* KEYS: canvas, seq, events, cooldown key, banned set, settings.
  * ARGV: uid, offset, colour byte, default cooldown ms, placement id, x, y,
  * colour number, canvas size.
+ * Also counts placements per colour (hash stats:colors) and the users active
+ * per minute (HyperLogLog active:<minute>, kept 6 minutes) for admin stats.
  * Returns {seq, time_ms, cooldown_ms} or {-1, pttl} (cooldown), {-2}
  * (banned), {-3, size} (no canvas of the right size). One script, so a
  * placement is applied entirely (canvas, seq, log, broadcast) or not at all. */
@@ -44,6 +46,10 @@ static const char place_lua[] =
     " 'c', ARGV[8], 'u', uid, 't', sms)\n"
     "redis.call('PUBLISH', 'canvas:updates', 'u ' .. seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[7]"
     " .. ' ' .. ARGV[8] .. ' ' .. uid .. ' ' .. sms)\n"
+    /* admin statistics: placements per colour, active users per minute (HLL) */
+    "redis.call('HINCRBY', 'stats:colors', ARGV[8], 1)\n"
+    "local ak = 'active:' .. math.floor(ms / 60000)\n"
+    "if redis.call('PFADD', ak, uid) == 1 then redis.call('EXPIRE', ak, 360) end\n"
     "return {seq, ms, cd}\n";
 
 static char place_sha[41];
@@ -404,7 +410,12 @@ void rds_session_tag(const char *sid, char out[17])
 
 int rds_publish_control(rds_t *r, const char *json)
 {
-    redisReply *rep = rds_command(r, "PUBLISH %s c %s", RDS_CHANNEL, json);
+    size_t n = strlen(json);
+    char *msg = xmalloc(n + 3);
+    memcpy(msg, "c ", 2);
+    memcpy(msg + 2, json, n + 1);
+    redisReply *rep = rds_command(r, "PUBLISH %s %s", RDS_CHANNEL, msg);
+    free(msg);
     if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
     freeReplyObject(rep);
     return 0;
@@ -472,4 +483,262 @@ int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count, int64_
     freeReplyObject(a);
     freeReplyObject(b);
     return rc;
+}
+
+/* ------------------------------------------------------------------ admin */
+
+int rds_ban(rds_t *r, const char *user_id, bool ban)
+{
+    redisReply *rep = rds_command(r, ban ? "SADD %s %s" : "SREM %s %s", RDS_KEY_BANNED, user_id);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_cooldown_set(rds_t *r, int64_t ms)
+{
+    redisReply *rep = rds_command(r, "HSET %s cooldown_ms %lld", RDS_KEY_SETTINGS, (long long)ms);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* Returns {old seq, old canvas, new seq}; the reset notice travels on the
+ * updates channel, in order with the updates before and after it. */
+static const char reset_lua[] =
+    "local old = redis.call('GET', KEYS[1])\n"
+    "if not old or #old ~= tonumber(ARGV[1]) then return {-3} end\n"
+    "local before = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "redis.call('SET', KEYS[1], string.rep(string.char(0), tonumber(ARGV[1])))\n"
+    "local seq = redis.call('INCR', KEYS[2])\n"
+    "redis.call('SET', KEYS[3], seq)\n"
+    "redis.call('PUBLISH', 'canvas:updates', 'c {\"type\":\"reset\",\"seq\":' .. seq .. '}')\n"
+    "return {before, old, seq}\n";
+
+int rds_canvas_reset(rds_t *r, size_t size, uint8_t **old, int64_t *old_seq, int64_t *new_seq)
+{
+    *old = NULL;
+    redisReply *rep = rds_command(r, "EVAL %s 3 %s %s %s %lld", reset_lua, RDS_KEY_CANVAS,
+                                  RDS_KEY_SEQ, RDS_KEY_RESET_SEQ, (long long)size);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return reply_error(r, rep);
+    if (rep->elements != 3 || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->len != size) {
+        freeReplyObject(rep);
+        snprintf(r->errstr, sizeof r->errstr, "redis holds no canvas of the configured size");
+        return PX_ENOCANVAS;
+    }
+    *old_seq = rep->element[0]->integer;
+    *new_seq = rep->element[2]->integer;
+    *old = xmalloc(size);
+    memcpy(*old, rep->element[1]->str, size);
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_reset_seq(rds_t *r, int64_t *seq)
+{
+    redisReply *rep = rds_command(r, "GET %s", RDS_KEY_RESET_SEQ);
+    if (!rep) return PX_EBACKEND;
+    *seq = 0;
+    if (rep->type == REDIS_REPLY_STRING) *seq = strtoll(rep->str, NULL, 10);
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* Each pixel: x, y, expected current colour, colour to restore, event id.
+ * A pixel is restored only if it still shows the expected colour, as a
+ * placement by the admin: canvas, seq, stream, broadcast, like the
+ * placement script. */
+static const char restore_lua[] =
+    "local uid = ARGV[1]\n"
+    "local w = tonumber(ARGV[2])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local t = redis.call('TIME')\n"
+    "local sms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))\n"
+    "local done = 0\n"
+    "for i = 0, n - 1 do\n"
+    "  local b = 4 + i * 5\n"
+    "  local x, y = ARGV[b], ARGV[b + 1]\n"
+    "  local cur, to = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])\n"
+    "  local off = tonumber(y) * w + tonumber(x)\n"
+    "  local c = string.byte(redis.call('GETRANGE', KEYS[1], off, off))\n"
+    "  if c == cur and cur ~= to then\n"
+    "    redis.call('SETRANGE', KEYS[1], off, string.char(to))\n"
+    "    local seq = redis.call('INCR', KEYS[2])\n"
+    "    redis.call('XADD', KEYS[3], '*', 'id', ARGV[b + 4], 'seq', seq, 'x', x, 'y', y,"
+    " 'c', ARGV[b + 3], 'u', uid, 't', sms)\n"
+    "    redis.call('PUBLISH', 'canvas:updates', 'u ' .. seq .. ' ' .. x .. ' ' .. y .. ' ' .."
+    " ARGV[b + 3] .. ' ' .. uid .. ' ' .. sms)\n"
+    "    redis.call('HINCRBY', 'stats:colors', ARGV[b + 3], 1)\n"
+    "    done = done + 1\n"
+    "  end\n"
+    "end\n"
+    "return done\n";
+
+int rds_restore(rds_t *r, const char *admin_id, int width, const rds_restore_t *px, size_t n,
+                int64_t *restored)
+{
+    *restored = 0;
+    for (size_t start = 0; start < n; start += 1000) { /* bounded scripts */
+        size_t k = n - start < 1000 ? n - start : 1000;
+        size_t argc = 9 + 5 * k;
+        const char **argv = xcalloc(argc, sizeof *argv);
+        size_t *lens = xcalloc(argc, sizeof *lens);
+        char (*num)[16] = xcalloc(4 * k + 2, sizeof *num);
+        argv[0] = "EVAL";
+        argv[1] = restore_lua;
+        argv[2] = "3";
+        argv[3] = RDS_KEY_CANVAS;
+        argv[4] = RDS_KEY_SEQ;
+        argv[5] = RDS_KEY_EVENTS;
+        argv[6] = admin_id;
+        snprintf(num[0], 16, "%d", width);
+        snprintf(num[1], 16, "%zu", k);
+        argv[7] = num[0];
+        argv[8] = num[1];
+        /* argv[6..8] are ARGV[1..3]; pixel i's five values follow */
+        for (size_t i = 0; i < k; i++) {
+            const rds_restore_t *p = &px[start + i];
+            char *a = num[2 + 4 * i];
+            snprintf(a, 16, "%d", p->x);
+            snprintf(a + 16, 16, "%d", p->y);
+            snprintf(a + 32, 16, "%d", p->cur);
+            snprintf(a + 48, 16, "%d", p->to);
+            argv[9 + 5 * i] = a;
+            argv[10 + 5 * i] = a + 16;
+            argv[11 + 5 * i] = a + 32;
+            argv[12 + 5 * i] = a + 48;
+            argv[13 + 5 * i] = p->id;
+        }
+
+        for (size_t i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+        redisReply *rep = rds_commandargv(r, (int)argc, argv, lens);
+        free(argv);
+        free(lens);
+        free(num);
+        if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+        *restored += rep->integer;
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ stats */
+
+int rds_stats_colors(rds_t *r, int64_t *counts, int n)
+{
+    for (int i = 0; i < n; i++) counts[i] = 0;
+    redisReply *rep = rds_command(r, "HGETALL stats:colors");
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) return reply_error(r, rep);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        int c = atoi(rep->element[i]->str ? rep->element[i]->str : "-1");
+        if (c >= 0 && c < n && rep->element[i + 1]->str)
+            counts[c] = strtoll(rep->element[i + 1]->str, NULL, 10);
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_active_users(rds_t *r, int64_t now_ms, int minutes, int64_t *n)
+{
+    char keys[8][32];
+    const char *argv[9] = {"PFCOUNT"};
+    size_t lens[9] = {7};
+    if (minutes > 8) minutes = 8;
+    for (int i = 0; i < minutes; i++) {
+        snprintf(keys[i], sizeof keys[i], "active:%lld", (long long)(now_ms / 60000 - i));
+        argv[1 + i] = keys[i];
+        lens[1 + i] = strlen(keys[i]);
+    }
+    redisReply *rep = rds_commandargv(r, 1 + minutes, argv, lens);
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) return reply_error(r, rep);
+    *n = rep->integer;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_sink_lag(rds_t *r, int64_t now_ms, int64_t *lag_ms, int64_t *pending)
+{
+    /* the oldest entry not yet stored: the oldest pending one, or the first
+     * one after the group's last delivered id */
+    *lag_ms = 0;
+    *pending = 0;
+    int64_t oldest = 0;
+    redisReply *rep = rds_command(r, "XPENDING %s %s", RDS_KEY_EVENTS, RDS_GROUP);
+    if (!rep) return PX_EBACKEND;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        *pending = rep->element[0]->integer;
+        if (*pending > 0 && rep->element[1]->str) oldest = strtoll(rep->element[1]->str, NULL, 10);
+    }
+    freeReplyObject(rep);
+    rep = rds_command(r, "XINFO GROUPS %s", RDS_KEY_EVENTS);
+    if (!rep) return PX_EBACKEND;
+    char last[64] = "";
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t g = 0; g < rep->elements; g++) {
+            redisReply *grp = rep->element[g];
+            if (grp->type != REDIS_REPLY_ARRAY) continue;
+            bool ours = false;
+            const char *ld = NULL;
+            for (size_t i = 0; i + 1 < grp->elements; i += 2) {
+                const char *k = grp->element[i]->str;
+                redisReply *v = grp->element[i + 1];
+                if (!k) continue;
+                if (!strcmp(k, "name") && v->str && !strcmp(v->str, RDS_GROUP)) ours = true;
+                if (!strcmp(k, "last-delivered-id") && v->str) ld = v->str;
+            }
+            if (ours && ld) snprintf(last, sizeof last, "%s", ld);
+        }
+    }
+    freeReplyObject(rep);
+    if (last[0]) {
+        char from[70];
+        snprintf(from, sizeof from, "(%s", last);
+        rep = rds_command(r, "XRANGE %s %s + COUNT 1", RDS_KEY_EVENTS, from);
+        if (!rep) return PX_EBACKEND;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+            rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements >= 1 &&
+            rep->element[0]->element[0]->str) {
+            int64_t t = strtoll(rep->element[0]->element[0]->str, NULL, 10);
+            if (!oldest || t < oldest) oldest = t;
+        }
+        freeReplyObject(rep);
+    }
+    if (oldest) *lag_ms = now_ms > oldest ? now_ms - oldest : 0;
+    return 0;
+}
+
+int rds_instances(rds_t *r, int64_t now_ms, rds_instance_fn fn, void *arg)
+{
+    redisReply *rep = rds_command(r, "HGETALL %s", RDS_KEY_INSTANCES);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) return reply_error(r, rep);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *name = rep->element[i]->str, *v = rep->element[i + 1]->str;
+        long long conns = 0, ms = 0;
+        double rate = 0;
+        if (!name || !v || sscanf(v, "%lld %lld %lf", &conns, &ms, &rate) != 3) continue;
+        if (now_ms - ms > 10000) continue; /* gone: no heartbeat for 10 s */
+        fn(arg, name, conns, rate);
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_time_ms(rds_t *r, int64_t *ms)
+{
+    redisReply *rep = rds_command(r, "TIME");
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) return reply_error(r, rep);
+    *ms = strtoll(rep->element[0]->str, NULL, 10) * 1000 + strtoll(rep->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_seq_get(rds_t *r, int64_t *seq)
+{
+    redisReply *rep = rds_command(r, "GET %s", RDS_KEY_SEQ);
+    if (!rep) return PX_EBACKEND;
+    *seq = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+    return 0;
 }

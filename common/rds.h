@@ -25,6 +25,8 @@
 #define RDS_CHANNEL "canvas:updates"
 #define RDS_GROUP "sink"
 #define RDS_KEY_DEAD "canvas:events:dead"
+#define RDS_KEY_RESET_SEQ "canvas:reset_seq" /* seq of the last admin reset */
+#define RDS_KEY_INSTANCES "place:instances"  /* name -> "<ws conns> <ms> <placements/s>" */
 
 typedef struct rds rds_t;
 
@@ -136,5 +138,46 @@ PX_MUST_CHECK int rds_cooldown_remaining(rds_t *r, const char *user_id, int64_t 
  * seconds; *count = value after. */
 PX_MUST_CHECK int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count,
                                int64_t *ttl_ms);
+
+/* ---- admin ---- */
+
+/* SADD / SREM banned:users (the placement script refuses members). */
+PX_MUST_CHECK int rds_ban(rds_t *r, const char *user_id, bool ban);
+/* settings.cooldown_ms = ms (the script reads it on every placement). */
+PX_MUST_CHECK int rds_cooldown_set(rds_t *r, int64_t ms);
+/* Atomically blanks the canvas (all index 0), takes a new seq, records it
+ * as canvas:reset_seq and publishes the reset notice. gives: *old (free(),
+ * size bytes: the canvas before) with *old_seq; *new_seq. PX_ENOCANVAS
+ * when Redis holds no canvas of that size. */
+PX_MUST_CHECK int rds_canvas_reset(rds_t *r, size_t size, uint8_t **old, int64_t *old_seq,
+                                   int64_t *new_seq);
+/* canvas:reset_seq (0 when the canvas was never reset). */
+PX_MUST_CHECK int rds_reset_seq(rds_t *r, int64_t *seq);
+
+typedef struct rds_restore {
+    int x, y, cur, to;
+    char id[33]; /* a fresh placement id (32 hex) */
+} rds_restore_t;
+/* Restores each pixel still showing `cur` to `to`, as placements by
+ * admin_id (logged, broadcast). *restored = how many changed. */
+PX_MUST_CHECK int rds_restore(rds_t *r, const char *admin_id, int width, const rds_restore_t *px,
+                              size_t n, int64_t *restored);
+
+/* Redis TIME in ms: the one clock every instance shares. */
+PX_MUST_CHECK int rds_time_ms(rds_t *r, int64_t *ms);
+/* canvas:seq (0 when unset). */
+PX_MUST_CHECK int rds_seq_get(rds_t *r, int64_t *seq);
+
+/* ---- statistics ---- */
+
+/* Placements per colour since the counters began (counts: n entries). */
+PX_MUST_CHECK int rds_stats_colors(rds_t *r, int64_t *counts, int n);
+/* Users who placed in the current and the minutes-1 previous minutes (HLL). */
+PX_MUST_CHECK int rds_active_users(rds_t *r, int64_t now_ms, int minutes, int64_t *n);
+/* Event-sink lag: age of the oldest event not yet stored, and pending count. */
+PX_MUST_CHECK int rds_sink_lag(rds_t *r, int64_t now_ms, int64_t *lag_ms, int64_t *pending);
+/* Calls fn for each api instance with a heartbeat in the last 10 s. */
+typedef void (*rds_instance_fn)(void *arg, const char *name, long long conns, double rate);
+PX_MUST_CHECK int rds_instances(rds_t *r, int64_t now_ms, rds_instance_fn fn, void *arg);
 
 #endif
