@@ -134,7 +134,13 @@ class Api(HttpTarget):
         self.env = dict(os.environ)
         self.env.update(ENV)
         self.env.update({"PLACE_HTTP_PORT": str(self.port), "PLACE_INSTANCE_NAME": name,
-                         "PLACE_LOG_LEVEL": "info", "PLACE_SINK_BLOCK_MS": "50"})
+                         "PLACE_LOG_LEVEL": "info", "PLACE_SINK_BLOCK_MS": "50",
+                         # tests make many requests from 127.0.0.1: rate limits are
+                         # tested where a test passes low values explicitly
+                         "PLACE_LIMITS_AUTH_PER_MIN": "1000000",
+                         "PLACE_LIMITS_GUEST_PER_MIN": "1000000",
+                         "PLACE_LIMITS_CANVAS_PER_MIN": "1000000",
+                         "PLACE_LIMITS_API_PER_MIN": "1000000"})
         for k, v in overrides.items():
             self.env["PLACE_" + k.upper()] = str(v)
         self.proc = None
