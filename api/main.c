@@ -28,6 +28,7 @@
 #include "pwhash.h"
 #include "rds.h"
 #include "rebuild.h"
+#include "jobs.h"
 #include "sink.h"
 
 int64_t app_now_ms(void)
@@ -238,6 +239,7 @@ static int cmd_serve(const cfg_t *cfg)
     log_info("listening", "http://%s:%d/ (canvas %dx%d, %d colours, cooldown %d s)",
              cfg->http.bind, http_port(http), cfg->canvas.width, cfg->canvas.height,
              cfg->canvas.palette_len, cfg->cooldown.seconds);
+    jobs_t *jobs = jobs_start(&app); /* outbox relay + periodic snapshots (api/jobs.h) */
 
     while (!wait_signal(sfd, 60000)) {
     }
@@ -246,6 +248,7 @@ static int cmd_serve(const cfg_t *cfg)
     http_quiesce(http); /* no new connections */
     hub_stop(app.hub);  /* close 1001 to every client, after their pending acks */
     http_stop_and_free(http);
+    jobs_stop(jobs);
     sink_stop(app.sink);
     ccache_free(app.ccache);
     close(sfd);

@@ -15,6 +15,12 @@ static const route_t table[] = {
     {"GET", "/api/v1/history/pixel", false, h_history_pixel, "history_pixel", ROUTE_LIMIT_API},
     {"GET", "/api/v1/history/user/", true, h_history_user, "history_user", ROUTE_LIMIT_API},
     {"GET", "/api/v1/history/recent", false, h_history_recent, "history_recent", ROUTE_LIMIT_API},
+    /* exact timelapse routes before the prefix ones */
+    {"GET", "/api/v1/timelapse/snapshots", false, h_snapshot_list, "timelapse_snapshots", ROUTE_LIMIT_API},
+    {"GET", "/api/v1/timelapse/snapshot/", true, h_snapshot_png, "timelapse_snapshot", ROUTE_LIMIT_API},
+    {"POST", "/api/v1/timelapse", false, h_timelapse_create, "timelapse_create", ROUTE_LIMIT_API},
+    {"GET", "/api/v1/timelapse/", true, h_timelapse_get, "timelapse_get", ROUTE_LIMIT_API},
+    {"POST", "/api/v1/admin/snapshot", false, h_admin_snapshot, "admin_snapshot", ROUTE_LIMIT_API},
     {"POST", "/api/v1/admin/reset-canvas", false, h_admin_reset, "admin_reset_canvas", ROUTE_LIMIT_API},
     {"POST", "/api/v1/admin/ban-user", false, h_admin_ban, "admin_ban_user", ROUTE_LIMIT_API},
     {"POST", "/api/v1/admin/unban-user", false, h_admin_unban, "admin_unban_user", ROUTE_LIMIT_API},

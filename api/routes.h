@@ -49,6 +49,11 @@ enum MHD_Result h_pixel(req_t *rq);
 enum MHD_Result h_history_pixel(req_t *rq);
 enum MHD_Result h_history_user(req_t *rq);
 enum MHD_Result h_history_recent(req_t *rq);
+enum MHD_Result h_snapshot_list(req_t *rq);    /* h_snapshots.c */
+enum MHD_Result h_snapshot_png(req_t *rq);
+enum MHD_Result h_admin_snapshot(req_t *rq);
+enum MHD_Result h_timelapse_create(req_t *rq); /* h_timelapse.c */
+enum MHD_Result h_timelapse_get(req_t *rq);
 enum MHD_Result h_health(req_t *rq);
 enum MHD_Result h_health_ready(req_t *rq);
 enum MHD_Result h_static(req_t *rq);

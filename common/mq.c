@@ -21,6 +21,7 @@ struct mq {
     bool confirming;              /* confirm.select sent on this connection */
     bool consuming;
     uint64_t publish_seq; /* confirm sequence number of the last publish */
+    int64_t beat_ms;      /* when mq_keepalive last sent a heartbeat */
     char peer[160];       /* host:port for messages (never the password) */
     int err;
     char errstr[128];
@@ -213,6 +214,22 @@ int mq_connect(mq_t *mq)
     if (rc) return rc;
     amqp_channel_open(conn, CHANNEL);
     return rpc_check(mq, "channel.open", amqp_get_rpc_reply(conn));
+}
+
+int mq_keepalive(mq_t *mq)
+{
+    int rc = need_conn(mq, "keepalive");
+    if (rc) return rc;
+    int64_t now = now_ms();
+    if (now - mq->beat_ms < MQ_HEARTBEAT_S * 1000 / 2) return 0;
+    amqp_frame_t f;
+    memset(&f, 0, sizeof f);
+    f.frame_type = AMQP_FRAME_HEARTBEAT;
+    f.channel = 0;
+    int st = amqp_send_frame(mq->conn, &f);
+    if (st != AMQP_STATUS_OK) return status_err(mq, "heartbeat", st);
+    mq->beat_ms = now;
+    return 0;
 }
 
 int mq_ping(const char *url, int timeout_ms)

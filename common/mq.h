@@ -131,6 +131,14 @@ PX_MUST_CHECK int mq_ack(mq_t *mq, uint64_t tag);
 PX_MUST_CHECK int mq_nack(mq_t *mq, uint64_t tag, bool requeue);
 PX_MUST_CHECK int mq_reject(mq_t *mq, uint64_t tag);
 
+/* For a caller busy with a long job between mq_next() calls: sends a
+ * heartbeat frame when the last one went out more than MQ_HEARTBEAT_S / 2
+ * seconds ago, so the broker keeps the connection (and the unacknowledged
+ * delivery) however long the job takes. Cheap enough to call often.
+ * Returns 0, PX_EBACKEND when the connection failed (dropped), PX_EPROTO
+ * when not connected. */
+PX_MUST_CHECK int mq_keepalive(mq_t *mq);
+
 /* Connects to `url` (borrowed), logs in and closes, all within about
  * timeout_ms. For readiness probes; any thread (uses its own connection).
  * Returns 0 or the code mq_connect() would. */

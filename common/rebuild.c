@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db_jobs.h"
 #include "proto.h"
 #include "xalloc.h"
 
@@ -60,8 +61,11 @@ typedef struct {
     const canvas_geom_t *g;
     evlist_t *stream;
     size_t si; /* next stream event to merge */
+    int64_t max_seq; /* events above it are not applied */
     rebuild_stats_t *st;
 } merge_t;
+
+#define STOP_SCAN 1 /* on_db_event: past max_seq, the scan is complete */
 
 static void apply(merge_t *m, const canvas_event_t *ev)
 {
@@ -75,6 +79,7 @@ static void apply(merge_t *m, const canvas_event_t *ev)
 static int on_db_event(void *arg, const canvas_event_t *ev)
 {
     merge_t *m = arg;
+    if (ev->seq > m->max_seq) return STOP_SCAN;
     while (m->si < m->stream->n && m->stream->ev[m->si].seq <= ev->seq) {
         if (m->stream->ev[m->si].seq < ev->seq) {
             apply(m, &m->stream->ev[m->si]);
@@ -90,6 +95,12 @@ static int on_db_event(void *arg, const canvas_event_t *ev)
 int rebuild_canvas(db_t *db, rds_t *rds, const canvas_geom_t *g, uint8_t **canvas,
                    rebuild_stats_t *st)
 {
+    return rebuild_canvas_at(db, rds, g, INT64_MAX, canvas, st);
+}
+
+int rebuild_canvas_at(db_t *db, rds_t *rds, const canvas_geom_t *g, int64_t max_seq,
+                      uint8_t **canvas, rebuild_stats_t *st)
+{
     memset(st, 0, sizeof *st);
     *canvas = NULL;
     evlist_t stream = {0};
@@ -103,7 +114,7 @@ int rebuild_canvas(db_t *db, rds_t *rds, const canvas_geom_t *g, uint8_t **canva
     }
     uint8_t *c = NULL;
     int64_t snap_seq = 0;
-    int rc = db_snapshot_latest(db, g->width, g->height, &c, &snap_seq);
+    int rc = db_snapshot_at_or_before(db, g->width, g->height, max_seq, &c, &snap_seq);
     if (rc == PX_ENOTFOUND) {
         c = xcalloc(1, canvas_size(g));
         snap_seq = 0;
@@ -113,15 +124,16 @@ int rebuild_canvas(db_t *db, rds_t *rds, const canvas_geom_t *g, uint8_t **canva
     }
     st->snapshot_seq = snap_seq;
     st->seq = snap_seq;
-    merge_t m = {c, g, &stream, 0, st};
+    merge_t m = {c, g, &stream, 0, max_seq, st};
     while (m.si < stream.n && stream.ev[m.si].seq <= snap_seq) m.si++;
     rc = db_events_scan(db, snap_seq, on_db_event, &m);
+    if (rc == STOP_SCAN) rc = 0;
     if (rc) {
         free(c);
         free(stream.ev);
         return rc;
     }
-    for (; m.si < stream.n; m.si++) {
+    for (; m.si < stream.n && stream.ev[m.si].seq <= max_seq; m.si++) {
         if (m.si > 0 && stream.ev[m.si].seq == stream.ev[m.si - 1].seq) continue;
         apply(&m, &stream.ev[m.si]);
         st->stream_events++;

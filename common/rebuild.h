@@ -25,4 +25,11 @@ typedef struct rebuild_stats {
 PX_MUST_CHECK int rebuild_canvas(db_t *db, rds_t *rds, const canvas_geom_t *g, uint8_t **canvas,
                                  rebuild_stats_t *st);
 
+/* The canvas as it was right after event max_seq: like rebuild_canvas, but
+ * from the newest snapshot with seq <= max_seq and applying no event above
+ * it (so it can be compared with a canvas read together with its seq while
+ * placements go on). Also PX_EPROTO (a corrupt snapshot) and -ENOMEM. */
+PX_MUST_CHECK int rebuild_canvas_at(db_t *db, rds_t *rds, const canvas_geom_t *g, int64_t max_seq,
+                                    uint8_t **canvas, rebuild_stats_t *st);
+
 #endif

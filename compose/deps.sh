@@ -11,6 +11,7 @@ PACKAGES=(
   libssl-dev zlib1g-dev libpng-dev libjansson-dev libinih-dev libcmocka-dev
   redis-server redis-tools postgresql postgresql-client rabbitmq-server nginx-light
   curl python3 python3-websockets pngcheck apngdis procps iproute2
+  chromium nodejs
 )
 
 # one dpkg-query for all (it exits 1 when some package is unknown)
@@ -20,6 +21,9 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
   [[ $installed == *" $pkg "* ]] || missing+=("$pkg")
 done
+# npm for the browser tests (tests/browser): Debian's, unless the machine has
+# one already (a nodejs package from elsewhere bundles npm and conflicts with it)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 ((${#missing[@]} > 0)) || exit 0
 
 echo "deps: installing ${missing[*]}"

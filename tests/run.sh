@@ -59,8 +59,23 @@ for t in tests/integration/test_*.py; do
     count "$OUT/$name.log"
 done
 
+echo "== browser tests"
+# playwright-core from the lock file: npm ci when node_modules is missing or
+# was installed from another lock; Debian's Chromium (compose/deps.sh)
+BR=tests/browser
+lock_sha=$(sha256sum "$BR/package-lock.json" | cut -d' ' -f1)
+if [[ ! -d $BR/node_modules/playwright-core || $(cat "$BR/node_modules/.place-lock-sha" 2>/dev/null) != "$lock_sha" ]]; then
+    if (cd "$BR" && npm ci --no-audit --no-fund --loglevel=error) >"$OUT/browser-npm.log" 2>&1; then
+        echo "$lock_sha" >"$BR/node_modules/.place-lock-sha"
+    else
+        echo "!! npm ci in $BR failed: see $OUT/browser-npm.log"
+    fi
+fi
+timeout 600 node "$BR/run.mjs" 2>&1 | tee "$OUT/browser.log"
+count "$OUT/browser.log"
+
 # a sanitizer report in any log is a failure even when the test itself passed
-san=$(grep -l -E 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$OUT"/*.log 2>/dev/null)
+san=$(grep -l -E 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$OUT"/*.log "$OUT"/browser/*.log 2>/dev/null)
 if [[ -n $san ]]; then
     echo "!! sanitizer reports in: $san"
     failed=$((failed + 1))

@@ -1,0 +1,163 @@
+/* POST /api/v1/timelapse, GET /api/v1/timelapse/:id, GET /api/v1/timelapse/:id.png */
+#include <openssl/rand.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db_jobs.h"
+#include "log.h"
+#include "proto.h"
+#include "routes.h"
+#include "timelapse.h"
+
+#define TIMELAPSE_URL "/api/v1/timelapse/"
+#define IMMUTABLE "public, max-age=31536000, immutable"
+
+static enum MHD_Result unavailable(req_t *rq, const char *what)
+{
+    atomic_fetch_add(&rq->app->backend_errors, 1);
+    log_warn("postgres_error", "%s: %s", what, db_errstr(req_db(rq)));
+    return reply_error(rq, 503, "UNAVAILABLE", "job store unavailable");
+}
+
+/* [worker] timelapses_per_hour per user (fixed window). A Redis failure lets
+ * the request through: the limit protects the workers, not the data. */
+static bool quota_or_reply(req_t *rq, const char *user_id, enum MHD_Result *res)
+{
+    int max = rq->app->cfg->worker.timelapses_per_hour;
+    if (max <= 0) return true;
+    int64_t hour = app_now_ms() / 3600000;
+    char key[96];
+    snprintf(key, sizeof key, "rate:timelapse:%s:%lld", user_id, (long long)hour);
+    int64_t count = 0, ttl = 0;
+    if (rds_rate_hit(req_rds(rq), key, 3601, &count, &ttl) != 0 || count <= max) return true;
+    int64_t retry = 3600 - (app_now_ms() / 1000) % 3600;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%lld", (long long)(retry > 0 ? retry : 1));
+    char msg[120];
+    snprintf(msg, sizeof msg, "at most %d timelapses an hour; retry in %s s", max, ra);
+    *res = reply_error_ex(
+        rq, 429, "RATE_LIMITED",
+        json_pack("{s:s,s:I}", "limit", "timelapse", "retryAfter", (json_int_t)retry),
+        "Retry-After", ra, msg);
+    return false;
+}
+
+enum MHD_Result h_timelapse_create(req_t *rq)
+{
+    enum MHD_Result res;
+    rds_session_t s;
+    if (!req_session_or_reply(rq, &s, NULL, &res)) return res;
+    const cfg_t *cfg = rq->app->cfg;
+    timelapse_limits_t lim = {.canvas_width = cfg->canvas.width,
+                              .canvas_height = cfg->canvas.height,
+                              .max_frames = cfg->worker.max_timelapse_frames,
+                              .max_pixels = cfg->worker.max_timelapse_pixels,
+                              .now_ms = app_now_ms()};
+    timelapse_params_t p;
+    char msg[256];
+    const char *body = rq->body.data ? rq->body.data : "";
+    if (timelapse_parse_request(body, rq->body.len, &lim, &p, msg, sizeof msg) != 0)
+        return reply_error(rq, 400, "BAD_REQUEST", "%s", msg);
+    if (!quota_or_reply(rq, s.user_id, &res)) return res;
+
+    unsigned char b[16];
+    char id[37];
+    if (RAND_bytes(b, sizeof b) != 1)
+        return reply_error(rq, 500, "INTERNAL", "no randomness for a job id");
+    proto_uuid_format(b, id);
+    char *params = timelapse_params_encode(&p);
+    int rc = db_job_insert(req_db(rq), id, "timelapse", params, -1, s.user_id, NULL);
+    free(params);
+    if (rc) return unavailable(rq, "timelapse request");
+    log_info("timelapse_requested", "job %s: %d frames of %dx%d at %d fps for user %s", id,
+             p.frames, timelapse_frame_width(&p), timelapse_frame_height(&p), p.fps, s.user_id);
+    char url[64];
+    snprintf(url, sizeof url, TIMELAPSE_URL "%s", id);
+    return reply_json(rq, 202,
+                      json_pack("{s:s,s:s,s:s}", "id", id, "status", "queued", "url", url));
+}
+
+/* The job's status document. takes nothing; job borrowed. */
+static json_t *status_json(const db_job_t *job)
+{
+    json_t *params = json_loads(job->params, 0, NULL);
+    json_int_t frames = json_integer_value(json_object_get(params, "frames"));
+    json_int_t fps = json_integer_value(json_object_get(params, "fps"));
+    json_decref(params);
+    json_t *out = json_pack("{s:s,s:s,s:f,s:I,s:I}", "id", job->id, "status", job->status,
+                            "progress", job->progress, "frames", frames, "fps", fps);
+    /* an error of an earlier attempt is history once the job is done */
+    if (job->error && strcmp(job->status, "done") != 0)
+        json_object_set_new(out, "error", json_string(job->error));
+    if (!strcmp(job->status, "done")) {
+        char url[80];
+        snprintf(url, sizeof url, TIMELAPSE_URL "%s.png", job->id);
+        json_object_set_new(out, "url", json_string(url));
+    }
+    return out;
+}
+
+static enum MHD_Result reply_apng(req_t *rq, const char *id)
+{
+    char etag[64];
+    snprintf(etag, sizeof etag, "\"timelapse-%s\"", id);
+    const char *inm = req_header(rq, "If-None-Match");
+    struct MHD_Response *resp;
+    unsigned status;
+    if (inm && (strstr(inm, etag) || !strcmp(inm, "*"))) {
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        status = 304;
+    } else {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        int rc = db_timelapse_apng(req_db(rq), id, &data, &len);
+        if (rc == PX_ENOTFOUND) {
+            /* no output: unknown, or not finished */
+            db_job_t job;
+            rc = db_job_get(req_db(rq), id, &job);
+            if (rc == PX_ENOTFOUND || (rc == 0 && strcmp(job.kind, "timelapse") != 0)) {
+                db_job_deinit(&job);
+                return reply_error(rq, 404, "NOT_FOUND", "no timelapse %s", id);
+            }
+            if (rc) return unavailable(rq, "timelapse status");
+            enum MHD_Result r = reply_error(rq, 409, "NOT_READY", "timelapse is %s%s%s", job.status,
+                                            job.error ? ": " : "", job.error ? job.error : "");
+            db_job_deinit(&job);
+            return r;
+        }
+        if (rc) return unavailable(rq, "timelapse apng");
+        resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        MHD_add_response_header(resp, "Content-Type", "image/apng");
+        status = 200;
+    }
+    MHD_add_response_header(resp, "Cache-Control", IMMUTABLE);
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "X-Request-Id", rq->rid);
+    enum MHD_Result r = reply_response(rq, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+enum MHD_Result h_timelapse_get(req_t *rq)
+{
+    const char *param = rq->param ? rq->param : "";
+    size_t n = strlen(param);
+    bool png = n == 36 + 4 && !strcmp(param + 36, ".png");
+    char id[37];
+    if ((n != 36 && !png) || (memcpy(id, param, 36), id[36] = '\0', !proto_uuid_valid(id)))
+        return reply_error(rq, 404, "NOT_FOUND", "no timelapse %.64s", param);
+    for (char *c = id; *c; c++) /* uuid text as PostgreSQL prints it */
+        if (*c >= 'A' && *c <= 'F') *c = (char)(*c - 'A' + 'a');
+    if (png) return reply_apng(rq, id);
+    db_job_t job;
+    int rc = db_job_get(req_db(rq), id, &job);
+    if (rc == PX_ENOTFOUND || (rc == 0 && strcmp(job.kind, "timelapse") != 0)) {
+        db_job_deinit(&job);
+        return reply_error(rq, 404, "NOT_FOUND", "no timelapse %s", id);
+    }
+    if (rc) return unavailable(rq, "timelapse status");
+    json_t *out = status_json(&job);
+    db_job_deinit(&job);
+    return reply_json(rq, 200, out);
+}

@@ -1,0 +1,196 @@
+#include "tl.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apng.h"
+#include "db_jobs.h"
+#include "img_png.h"
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The replay: the canvas as of the last event applied, and the frames
+ * written so far. Frame `next` is due before the first event placed after
+ * its time. */
+typedef struct tl_state {
+    const cfg_t *cfg;
+    const timelapse_params_t *p;
+    uint8_t *canvas; /* canvas width * height */
+    uint8_t *frame;  /* one rendered frame (region, scale), fw * fh */
+    int fw, fh, depth;
+    bool direct; /* scale 1: frames are deflated straight from the canvas */
+    apng_t *apng;
+    int next;
+    int64_t next_time;
+    int64_t events;
+    tl_progress_fn progress;
+    void *arg;
+    int64_t tick_ms;
+    char *err;
+    size_t errlen;
+} tl_state_t;
+
+static int tick(tl_state_t *s, bool force)
+{
+    int64_t now = mono_ms();
+    if (!force && now - s->tick_ms < TL_TICK_MS) return 0;
+    s->tick_ms = now;
+    if (!s->progress) return 0;
+    int rc = s->progress(s->arg, (double)s->next / s->p->frames);
+    if (rc) snprintf(s->err, s->errlen, "stopped at frame %d of %d", s->next, s->p->frames);
+    return rc;
+}
+
+/* Writes frame s->next from the current canvas. */
+static int emit(tl_state_t *s)
+{
+    const timelapse_params_t *p = s->p;
+    int cw = s->cfg->canvas.width;
+    int rc;
+    if (s->next == 0) {
+        uint8_t *png = NULL;
+        size_t len = 0;
+        timelapse_frame_render(s->canvas, cw, p, s->frame);
+        rc = img_png_encode(s->frame, s->fw, s->fh, s->cfg->canvas.palette,
+                            s->cfg->canvas.palette_len, TL_PNG_LEVEL, &png, &len);
+        if (rc == 0) rc = apng_begin(png, len, p->frames, p->fps, &s->apng);
+        free(png);
+    } else {
+        uint8_t *z = NULL;
+        size_t zlen = 0;
+        const uint8_t *src = s->frame;
+        size_t stride = (size_t)s->fw;
+        if (s->direct) {
+            src = s->canvas + (size_t)p->y * (size_t)cw + (size_t)p->x;
+            stride = (size_t)cw;
+        } else {
+            timelapse_frame_render(s->canvas, cw, p, s->frame);
+        }
+        rc = img_png_deflate_frame(src, stride, s->fw, s->fh, s->depth, TL_PNG_LEVEL, &z, &zlen);
+        if (rc == 0) rc = apng_add_frame(s->apng, z, zlen);
+        free(z);
+    }
+    if (rc) {
+        snprintf(s->err, s->errlen, "frame %d: %s", s->next, px_strerror(rc));
+        return rc;
+    }
+    s->next++;
+    if (s->next < p->frames) s->next_time = timelapse_frame_time(p, s->next);
+    return tick(s, false);
+}
+
+static int on_event(void *arg, const canvas_event_t *ev)
+{
+    tl_state_t *s = arg;
+    while (s->next < s->p->frames && ev->time_ms > s->next_time) {
+        int rc = emit(s);
+        if (rc) return rc;
+    }
+    const cfg_t *cfg = s->cfg;
+    if (ev->x >= 0 && ev->y >= 0 && ev->x < cfg->canvas.width && ev->y < cfg->canvas.height)
+        s->canvas[(size_t)ev->y * (size_t)cfg->canvas.width + (size_t)ev->x] = (uint8_t)ev->color;
+    /* a long replay before the first frame still reports in */
+    if ((++s->events & 0xffff) == 0) return tick(s, false);
+    return 0;
+}
+
+int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_params_t *p,
+           tl_progress_fn progress, void *arg, tl_result_t *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    err[0] = '\0';
+    int w = cfg->canvas.width, h = cfg->canvas.height;
+    tl_state_t s = {.cfg = cfg,
+                    .p = p,
+                    .fw = timelapse_frame_width(p),
+                    .fh = timelapse_frame_height(p),
+                    .depth = img_png_bit_depth(cfg->canvas.palette_len),
+                    .direct = p->scale == 1,
+                    .next_time = p->from_ms,
+                    .progress = progress,
+                    .arg = arg,
+                    .tick_ms = mono_ms(),
+                    .err = err,
+                    .errlen = errlen};
+    res->width = s.fw;
+    res->height = s.fh;
+    int64_t t0 = mono_ms();
+
+    /* Start from the newest snapshot that shows no event after `from`. */
+    int64_t seq_from = 0, min_seq = 0;
+    int rc = db_events_seq_at(db, p->from_ms, &seq_from);
+    if (rc == 0) rc = db_events_min_seq(db, &min_seq);
+    if (rc == 0) {
+        rc = db_snapshot_at_or_before(db, w, h, seq_from, &s.canvas, &res->base_seq);
+        if (rc == PX_ENOTFOUND) {
+            res->base_seq = 0;
+            s.canvas = calloc(1, (size_t)w * (size_t)h);
+            rc = s.canvas ? 0 : -ENOMEM;
+        }
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s", rc == PX_EBACKEND ? db_errstr(db) : px_strerror(rc));
+        goto done;
+    }
+    /* Retention drops the oldest events first: if the oldest one left is
+     * not right after the start, the ones in between are gone. */
+    if (min_seq > res->base_seq + 1) {
+        snprintf(err, errlen,
+                 "history before event %lld has been removed by retention and no snapshot "
+                 "covers \"from\"",
+                 (long long)min_seq);
+        rc = PX_ENOTFOUND;
+        goto done;
+    }
+    s.frame = malloc((size_t)s.fw * (size_t)s.fh);
+    if (!s.frame) {
+        snprintf(err, errlen, "no memory for a %dx%d frame", s.fw, s.fh);
+        rc = -ENOMEM;
+        goto done;
+    }
+
+    rc = db_events_scan_range(db, res->base_seq, INT64_MAX, p->to_ms, on_event, &s);
+    if (rc == PX_EBACKEND && !err[0]) snprintf(err, errlen, "%s", db_errstr(db));
+    while (rc == 0 && s.next < p->frames)
+        rc = emit(&s); /* frames after the last event */
+    if (rc == 0) rc = tick(&s, true);
+    if (rc) goto done;
+    res->events = s.events;
+
+    uint8_t *apng = NULL;
+    size_t len = 0;
+    rc = apng_finish(s.apng, &apng, &len);
+    if (rc) {
+        snprintf(err, errlen, "apng: %s", px_strerror(rc));
+        goto done;
+    }
+    res->apng_bytes = len;
+    res->render_ms = (int)(mono_ms() - t0);
+    t0 = mono_ms();
+    db_timelapse_row_t row = {.job_id = job_id,
+                              .apng = apng,
+                              .len = len,
+                              .frames = p->frames,
+                              .fps = p->fps,
+                              .width = s.fw,
+                              .height = s.fh};
+    rc = db_timelapse_store(db, &row);
+    if (rc) snprintf(err, errlen, "%s", rc == PX_EBACKEND ? db_errstr(db) : px_strerror(rc));
+    res->store_ms = (int)(mono_ms() - t0);
+    free(apng);
+
+done:
+    apng_free(s.apng);
+    free(s.frame);
+    free(s.canvas);
+    return rc;
+}
