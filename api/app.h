@@ -35,6 +35,10 @@ typedef struct app {
     _Atomic uint64_t ws_slow_dropped; /* clients dropped for not reading */
 } app_t;
 
+/* The palette as a JSON array of "#RRGGBB" strings. gives: json_decref. */
+struct json_t;
+struct json_t *app_palette_json(const app_t *app);
+
 /* Wall-clock and monotonic milliseconds. */
 int64_t app_now_ms(void);
 int64_t app_mono_ms(void);

@@ -124,14 +124,23 @@ enum MHD_Result h_admin_reset(req_t *rq)
 
 /* ------------------------------------------------------------------ ban */
 
-static bool user_id_or_reply(req_t *rq, json_t *body, const char **uid, enum MHD_Result *res)
+/* The common prologue of ban and unban: an admin, the CSRF header, a JSON
+ * body with a "userId" (copied into id). gives: the body (json_decref), or
+ * NULL after replying. */
+static json_t *target_or_reply(req_t *rq, rds_session_t *admin, char id[37],
+                               enum MHD_Result *res)
 {
-    *uid = json_string_value(json_object_get(body, "userId"));
-    if (!*uid || !proto_uuid_valid(*uid)) {
+    if (!admin_or_reply(rq, true, admin, res)) return NULL;
+    json_t *body = body_or_reply(rq, res);
+    if (!body) return NULL;
+    const char *uid = json_string_value(json_object_get(body, "userId"));
+    if (!uid || !proto_uuid_valid(uid)) {
+        json_decref(body);
         *res = reply_error(rq, 400, "BAD_REQUEST", "userId must be a user id (uuid)");
-        return false;
+        return NULL;
     }
-    return true;
+    snprintf(id, 37, "%s", uid);
+    return body;
 }
 
 /* Waits until PostgreSQL holds every event up to seq (the sink is normally
@@ -194,25 +203,16 @@ enum MHD_Result h_admin_ban(req_t *rq)
 {
     enum MHD_Result res;
     rds_session_t admin;
-    if (!admin_or_reply(rq, true, &admin, &res)) return res;
-    json_t *body = body_or_reply(rq, &res);
-    if (!body) return res;
-    const char *uid;
-    if (!user_id_or_reply(rq, body, &uid, &res)) {
-        json_decref(body);
-        return res;
-    }
-    json_t *rb = json_object_get(body, "rollbackSeconds");
-    int64_t secs = 0;
-    if (rb && (!json_is_integer(rb) || json_integer_value(rb) < 0 ||
-               json_integer_value(rb) > 86400)) {
-        json_decref(body);
-        return reply_error(rq, 400, "BAD_REQUEST", "rollbackSeconds must be an integer 0..86400");
-    }
-    if (rb) secs = json_integer_value(rb);
     char id[37];
-    snprintf(id, sizeof id, "%s", uid);
+    json_t *body = target_or_reply(rq, &admin, id, &res);
+    if (!body) return res;
+    json_t *rb = json_object_get(body, "rollbackSeconds");
+    bool rb_ok = !rb || (json_is_integer(rb) && json_integer_value(rb) >= 0 &&
+                         json_integer_value(rb) <= 86400);
+    int64_t secs = rb && rb_ok ? json_integer_value(rb) : 0;
     json_decref(body);
+    if (!rb_ok)
+        return reply_error(rq, 400, "BAD_REQUEST", "rollbackSeconds must be an integer 0..86400");
     /* refuse placements first, then sessions and sockets, then undo */
     if (rds_ban(req_rds(rq), id, true)) return backend_down(rq, false, "ban");
     if (db_user_set_banned(req_db(rq), id, true))
@@ -241,16 +241,9 @@ enum MHD_Result h_admin_unban(req_t *rq)
 {
     enum MHD_Result res;
     rds_session_t admin;
-    if (!admin_or_reply(rq, true, &admin, &res)) return res;
-    json_t *body = body_or_reply(rq, &res);
-    if (!body) return res;
-    const char *uid;
-    if (!user_id_or_reply(rq, body, &uid, &res)) {
-        json_decref(body);
-        return res;
-    }
     char id[37];
-    snprintf(id, sizeof id, "%s", uid);
+    json_t *body = target_or_reply(rq, &admin, id, &res);
+    if (!body) return res;
     json_decref(body);
     if (rds_ban(req_rds(rq), id, false)) return backend_down(rq, false, "unban");
     if (db_user_set_banned(req_db(rq), id, false)) return backend_down(rq, true, "unban");

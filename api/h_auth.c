@@ -5,19 +5,18 @@
 #include <string.h>
 
 #include "db_acct.h"
-#include "pwhash.h"
-
 #include "log.h"
-#include "proto.h"
-#include "routes.h"
 #include "metrics.h"
+#include "proto.h"
+#include "pwhash.h"
+#include "routes.h"
 
-/* Set-Cookie value for a new session (out). */
-static void session_cookie(const cfg_t *cfg, const char *sid, char *out, size_t n)
+/* Set-Cookie value (out) for a session id; "" with max_age 0 clears it. */
+static void session_cookie(const cfg_t *cfg, const char *sid, int max_age, char *out, size_t n)
 {
     snprintf(out, n, "%s%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax%s",
-             cfg->auth.cookie_secure ? "__Host-" : "", cfg->auth.cookie_name, sid,
-             cfg->auth.session_ttl_s, cfg->auth.cookie_secure ? "; Secure" : "");
+             cfg->auth.cookie_secure ? "__Host-" : "", cfg->auth.cookie_name, sid, max_age,
+             cfg->auth.cookie_secure ? "; Secure" : "");
 }
 
 static json_t *user_json(const rds_session_t *s)
@@ -43,18 +42,9 @@ static enum MHD_Result reply_new_session(req_t *rq, unsigned status, const rds_s
     }
     json_t *body = user_json(s);
     json_object_set_new(body, "token", json_string(sid));
-    char *str = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(str), str,
-                                                             MHD_RESPMEM_MUST_FREE);
     char cookie[256];
-    session_cookie(rq->app->cfg, sid, cookie, sizeof cookie);
-    MHD_add_response_header(r, "Set-Cookie", cookie);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    enum MHD_Result res = reply_response(rq, status, r);
-    MHD_destroy_response(r);
-    return res;
+    session_cookie(rq->app->cfg, sid, rq->app->cfg->auth.session_ttl_s, cookie, sizeof cookie);
+    return reply_json_ex(rq, status, body, "Set-Cookie", cookie);
 }
 
 enum MHD_Result h_auth_guest(req_t *rq)
@@ -227,20 +217,9 @@ enum MHD_Result h_auth_logout(req_t *rq)
     snprintf(msg, sizeof msg, "{\"type\":\"logout\",\"session\":\"%s\"}", tag);
     if (rds_publish_control(req_rds(rq), msg))
         log_warn("redis_error", "logout notice: %s", rds_errstr(req_rds(rq)));
-    char *str = strdup("{\"ok\":true}");
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(str), str,
-                                                             MHD_RESPMEM_MUST_FREE);
     char cookie[160];
-    const cfg_t *cfg = rq->app->cfg;
-    snprintf(cookie, sizeof cookie, "%s%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
-             cfg->auth.cookie_secure ? "__Host-" : "", cfg->auth.cookie_name,
-             cfg->auth.cookie_secure ? "; Secure" : "");
-    MHD_add_response_header(r, "Set-Cookie", cookie);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    res = reply_response(rq, 200, r);
-    MHD_destroy_response(r);
-    return res;
+    session_cookie(rq->app->cfg, "", 0, cookie, sizeof cookie);
+    return reply_json_ex(rq, 200, json_pack("{s:b}", "ok", 1), "Set-Cookie", cookie);
 }
 
 enum MHD_Result h_auth_me(req_t *rq)

@@ -8,17 +8,10 @@ enum MHD_Result h_canvas_png(req_t *rq) { return ccache_reply(rq->app->ccache, r
 
 enum MHD_Result h_canvas_info(req_t *rq)
 {
-    const cfg_t *cfg = rq->app->cfg;
-    json_t *pal = json_array();
-    for (int i = 0; i < cfg->canvas.palette_len; i++) {
-        char hex[8];
-        snprintf(hex, sizeof hex, "#%06X", cfg->canvas.palette[i]);
-        json_array_append_new(pal, json_string(hex));
-    }
-    int64_t cd_ms = (int64_t)cfg->cooldown.seconds * 1000;
-    redisReply *r = rds_command(req_rds(rq), "HGET %s cooldown_ms", RDS_KEY_SETTINGS);
-    if (r && r->type == REDIS_REPLY_STRING) cd_ms = strtoll(r->str, NULL, 10);
-    if (r) freeReplyObject(r);
+    const int64_t def_ms = (int64_t)rq->app->cfg->cooldown.seconds * 1000;
+    int64_t cd_ms;
+    if (rds_cooldown_ms(req_rds(rq), def_ms, &cd_ms)) cd_ms = def_ms; /* Redis down */
+    json_t *pal = app_palette_json(rq->app);
     return reply_json(rq, 200,
                       json_pack("{s:i,s:i,s:o,s:f,s:I}", "width", rq->app->geom.width, "height",
                                 rq->app->geom.height, "palette", pal, "cooldown",

@@ -27,7 +27,6 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         return;
     }
-    (void)extra_in;
     rq->upgrade = NULL;
     http_upgraded(rq);
     /* The hub takes its own descriptor and MHD forgets the connection at
@@ -70,19 +69,11 @@ static char *welcome_json(req_t *rq, const rds_session_t *s, size_t *len)
     const cfg_t *cfg = app->cfg;
     int64_t cd_ms = (int64_t)cfg->cooldown.seconds * 1000, remaining = 0, seq = 0;
     rds_t *r = req_rds(rq);
-    redisReply *rep = rds_command(r, "HGET %s cooldown_ms", RDS_KEY_SETTINGS);
-    if (rep && rep->type == REDIS_REPLY_STRING) cd_ms = strtoll(rep->str, NULL, 10);
-    if (rep) freeReplyObject(rep);
+    /* best effort: a Redis hiccup here only makes the welcome less precise */
+    if (rds_cooldown_ms(r, cd_ms, &cd_ms)) cd_ms = (int64_t)cfg->cooldown.seconds * 1000;
     if (rds_cooldown_remaining(r, s->user_id, &remaining)) remaining = 0;
-    rep = rds_command(r, "GET %s", RDS_KEY_SEQ);
-    if (rep && rep->type == REDIS_REPLY_STRING) seq = strtoll(rep->str, NULL, 10);
-    if (rep) freeReplyObject(rep);
-    json_t *pal = json_array();
-    for (int i = 0; i < cfg->canvas.palette_len; i++) {
-        char hex[8];
-        snprintf(hex, sizeof hex, "#%06X", cfg->canvas.palette[i]);
-        json_array_append_new(pal, json_string(hex));
-    }
+    if (rds_seq_get(r, &seq)) seq = 0;
+    json_t *pal = app_palette_json(app);
     json_t *o = json_pack("{s:s,s:s,s:b,s:f,s:I,s:f,s:I,s:I,s:{s:i,s:i,s:o}}", "type", "welcome",
                           "userId", s->user_id, "isGuest", s->guest, "cooldown",
                           (double)cd_ms / 1000.0, "cooldownMs", (json_int_t)cd_ms,
@@ -136,7 +127,6 @@ enum MHD_Result h_ws(req_t *rq)
     c->fd = -1;
     snprintf(c->user_id, sizeof c->user_id, "%s", s.user_id);
     rds_session_tag(sid, c->session_tag);
-    c->admin = s.admin;
     c->welcome = welcome_json(rq, &s, &c->welcome_len);
 
     char accept[29];

@@ -80,6 +80,12 @@ enum MHD_Result reply_response(req_t *rq, unsigned status, struct MHD_Response *
 
 enum MHD_Result reply_json(req_t *rq, unsigned status, json_t *body)
 {
+    return reply_json_ex(rq, status, body, NULL, NULL);
+}
+
+enum MHD_Result reply_json_ex(req_t *rq, unsigned status, json_t *body, const char *hname,
+                              const char *hvalue)
+{
     char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(body);
     if (!s) s = xstrdup("{}");
@@ -87,6 +93,7 @@ enum MHD_Result reply_json(req_t *rq, unsigned status, json_t *body)
         MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (hname) MHD_add_response_header(resp, hname, hvalue);
     common_headers(rq, resp);
     enum MHD_Result r = reply_response(rq, status, resp);
     MHD_destroy_response(resp);

@@ -69,6 +69,9 @@ db_t *req_db(req_t *rq);
 
 /* takes: body (json_decref'd). */
 enum MHD_Result reply_json(req_t *rq, unsigned status, json_t *body);
+/* Like reply_json with one extra header (borrowed; hname NULL = none). */
+enum MHD_Result reply_json_ex(req_t *rq, unsigned status, json_t *body, const char *hname,
+                              const char *hvalue);
 enum MHD_Result reply_error(req_t *rq, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Like reply_error with extra members (takes: extra, a JSON object merged

@@ -23,7 +23,6 @@ typedef struct hub_client {
     int fd; /* the upgraded socket: our own descriptor (hub_client_free closes it) */
     char user_id[37];
     char session_tag[17]; /* rds_session_tag of the session */
-    bool admin;
     char *welcome;    /* the welcome message (JSON text), owned */
     size_t welcome_len;
     char *extra;      /* bytes MHD read past the handshake, owned, may be NULL */

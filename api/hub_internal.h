@@ -53,7 +53,6 @@ typedef struct ws_conn {
     wslay_event_context_ptr ws;
     char user_id[37];
     char session_tag[17]; /* rds_session_tag of the session it was opened with */
-    bool admin;
     uint8_t state;
     bool on_again;
     bool in_wslay;         /* inside wslay_event_recv: defer sending */

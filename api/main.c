@@ -5,6 +5,7 @@
  *   place-api [--config FILE] print-config
  */
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,6 +44,17 @@ int64_t app_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+json_t *app_palette_json(const app_t *app)
+{
+    json_t *pal = json_array();
+    for (int i = 0; i < app->cfg->canvas.palette_len; i++) {
+        char hex[8];
+        snprintf(hex, sizeof hex, "#%06X", app->cfg->canvas.palette[i]);
+        json_array_append_new(pal, json_string(hex));
+    }
+    return pal;
 }
 
 static void usage(void)

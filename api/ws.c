@@ -479,7 +479,6 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     c->fd = hc->fd;
     memcpy(c->user_id, hc->user_id, sizeof c->user_id);
     memcpy(c->session_tag, hc->session_tag, sizeof c->session_tag);
-    c->admin = hc->admin;
     c->extra = hc->extra;
     c->extra_len = (uint32_t)hc->extra_len;
     hc->extra = NULL;

@@ -459,33 +459,42 @@ int rds_cooldown_remaining(rds_t *r, const char *user_id, int64_t *ms)
 
 int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count, int64_t *ttl_ms)
 {
-    if (rds_append(r, "INCR %s", key) || rds_append(r, "PTTL %s", key)) return PX_EBACKEND;
-    redisReply *a = rds_get_reply(r);
-    if (!a) return PX_EBACKEND;
-    redisReply *b = rds_get_reply(r);
-    if (!b) {
-        freeReplyObject(a);
+    /* one round trip: the window starts with the first hit (EXPIRE NX never
+     * extends it) */
+    if (rds_append(r, "INCR %s", key) || rds_append(r, "EXPIRE %s %d NX", key, window_s) ||
+        rds_append(r, "PTTL %s", key))
         return PX_EBACKEND;
-    }
+    redisReply *rep[3] = {NULL, NULL, NULL};
     int rc = 0;
-    if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER) {
+    for (int i = 0; i < 3; i++) {
+        rep[i] = rds_get_reply(r);
+        if (!rep[i]) rc = PX_EBACKEND;
+        if (rc) break;
+    }
+    if (!rc && (rep[0]->type != REDIS_REPLY_INTEGER || rep[2]->type != REDIS_REPLY_INTEGER)) {
         snprintf(r->errstr, sizeof r->errstr, "redis: rate counter failed");
         rc = PX_EBACKEND;
-    } else {
-        *count = a->integer;
-        *ttl_ms = b->integer;
-        if (b->integer < 0) { /* new window (or lost TTL): start it */
-            redisReply *x = rds_command(r, "PEXPIRE %s %d", key, window_s * 1000);
-            if (x) freeReplyObject(x);
-            *ttl_ms = window_s * 1000;
-        }
     }
-    freeReplyObject(a);
-    freeReplyObject(b);
+    if (!rc) {
+        *count = rep[0]->integer;
+        *ttl_ms = rep[2]->integer > 0 ? rep[2]->integer : (int64_t)window_s * 1000;
+    }
+    for (int i = 0; i < 3; i++)
+        if (rep[i]) freeReplyObject(rep[i]);
     return rc;
 }
 
 /* ------------------------------------------------------------------ admin */
+
+/* An integer string key (0 when unset). */
+static int get_i64(rds_t *r, const char *key, int64_t *v)
+{
+    redisReply *rep = rds_command(r, "GET %s", key);
+    if (!rep) return PX_EBACKEND;
+    *v = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+    return 0;
+}
 
 int rds_ban(rds_t *r, const char *user_id, bool ban)
 {
@@ -535,15 +544,7 @@ int rds_canvas_reset(rds_t *r, size_t size, uint8_t **old, int64_t *old_seq, int
     return 0;
 }
 
-int rds_reset_seq(rds_t *r, int64_t *seq)
-{
-    redisReply *rep = rds_command(r, "GET %s", RDS_KEY_RESET_SEQ);
-    if (!rep) return PX_EBACKEND;
-    *seq = 0;
-    if (rep->type == REDIS_REPLY_STRING) *seq = strtoll(rep->str, NULL, 10);
-    freeReplyObject(rep);
-    return 0;
-}
+int rds_reset_seq(rds_t *r, int64_t *seq) { return get_i64(r, RDS_KEY_RESET_SEQ, seq); }
 
 /* Each pixel: x, y, expected current colour, colour to restore, event id.
  * A pixel is restored only if it still shows the expected colour, as a
@@ -734,11 +735,13 @@ int rds_time_ms(rds_t *r, int64_t *ms)
     return 0;
 }
 
-int rds_seq_get(rds_t *r, int64_t *seq)
+int rds_seq_get(rds_t *r, int64_t *seq) { return get_i64(r, RDS_KEY_SEQ, seq); }
+
+int rds_cooldown_ms(rds_t *r, int64_t def_ms, int64_t *ms)
 {
-    redisReply *rep = rds_command(r, "GET %s", RDS_KEY_SEQ);
+    redisReply *rep = rds_command(r, "HGET %s cooldown_ms", RDS_KEY_SETTINGS);
     if (!rep) return PX_EBACKEND;
-    *seq = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    *ms = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : def_ms;
     freeReplyObject(rep);
     return 0;
 }

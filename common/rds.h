@@ -167,6 +167,8 @@ PX_MUST_CHECK int rds_restore(rds_t *r, const char *admin_id, int width, const r
 PX_MUST_CHECK int rds_time_ms(rds_t *r, int64_t *ms);
 /* canvas:seq (0 when unset). */
 PX_MUST_CHECK int rds_seq_get(rds_t *r, int64_t *seq);
+/* The cooldown in force: settings.cooldown_ms, or def_ms when unset. */
+PX_MUST_CHECK int rds_cooldown_ms(rds_t *r, int64_t def_ms, int64_t *ms);
 
 /* ---- statistics ---- */
 
