@@ -10,11 +10,9 @@
 #include "routes.h"
 
 #define SNAPSHOT_URL "/api/v1/timelapse/snapshot/"
-#define IMMUTABLE "public, max-age=31536000, immutable"
 
 static enum MHD_Result unavailable(req_t *rq, const char *what)
 {
-    atomic_fetch_add(&rq->app->backend_errors, 1);
     log_warn("postgres_error", "%s: %s", what, db_errstr(req_db(rq)));
     return reply_error(rq, 503, "UNAVAILABLE", "snapshot store unavailable");
 }
@@ -44,20 +42,6 @@ enum MHD_Result h_snapshot_list(req_t *rq)
                                 next > 0 ? json_integer((json_int_t)next) : json_null()));
 }
 
-/* True when the If-None-Match header lists etag (or is "*"). */
-static bool etag_matches(req_t *rq, const char *etag)
-{
-    const char *inm = req_header(rq, "If-None-Match");
-    if (!inm) return false;
-    if (strcmp(inm, "*") == 0) return true;
-    size_t n = strlen(etag);
-    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
-        char after = p[n];
-        if (after == '\0' || after == ',' || after == ' ') return true;
-    }
-    return false;
-}
-
 enum MHD_Result h_snapshot_png(req_t *rq)
 {
     int64_t id;
@@ -66,28 +50,14 @@ enum MHD_Result h_snapshot_png(req_t *rq)
     /* a snapshot never changes: the id is the version */
     char etag[40];
     snprintf(etag, sizeof etag, "\"snapshot-%lld\"", (long long)id);
-    struct MHD_Response *resp;
-    unsigned status;
-    if (etag_matches(rq, etag)) {
-        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        status = 304;
-    } else {
-        uint8_t *png = NULL;
-        size_t len = 0;
-        int rc = db_snapshot_png(req_db(rq), id, &png, &len);
-        if (rc == PX_ENOTFOUND)
-            return reply_error(rq, 404, "NOT_FOUND", "no snapshot %lld", (long long)id);
-        if (rc) return unavailable(rq, "snapshot png");
-        resp = MHD_create_response_from_buffer(len, png, MHD_RESPMEM_MUST_FREE);
-        MHD_add_response_header(resp, "Content-Type", "image/png");
-        status = 200;
-    }
-    MHD_add_response_header(resp, "Cache-Control", IMMUTABLE);
-    MHD_add_response_header(resp, "ETag", etag);
-    MHD_add_response_header(resp, "X-Request-Id", rq->rid);
-    enum MHD_Result r = reply_response(rq, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    if (req_etag_matches(rq, etag)) return reply_not_modified(rq, etag);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = db_snapshot_png(req_db(rq), id, &png, &len);
+    if (rc == PX_ENOTFOUND)
+        return reply_error(rq, 404, "NOT_FOUND", "no snapshot %lld", (long long)id);
+    if (rc) return unavailable(rq, "snapshot png");
+    return reply_immutable(rq, etag, "image/png", png, len);
 }
 
 enum MHD_Result h_admin_snapshot(req_t *rq)

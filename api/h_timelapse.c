@@ -11,11 +11,9 @@
 #include "timelapse.h"
 
 #define TIMELAPSE_URL "/api/v1/timelapse/"
-#define IMMUTABLE "public, max-age=31536000, immutable"
 
 static enum MHD_Result unavailable(req_t *rq, const char *what)
 {
-    atomic_fetch_add(&rq->app->backend_errors, 1);
     log_warn("postgres_error", "%s: %s", what, db_errstr(req_db(rq)));
     return reply_error(rq, 503, "UNAVAILABLE", "job store unavailable");
 }
@@ -48,12 +46,7 @@ enum MHD_Result h_timelapse_create(req_t *rq)
     enum MHD_Result res;
     rds_session_t s;
     if (!req_session_or_reply(rq, &s, NULL, &res)) return res;
-    const cfg_t *cfg = rq->app->cfg;
-    timelapse_limits_t lim = {.canvas_width = cfg->canvas.width,
-                              .canvas_height = cfg->canvas.height,
-                              .max_frames = cfg->worker.max_timelapse_frames,
-                              .max_pixels = cfg->worker.max_timelapse_pixels,
-                              .now_ms = app_now_ms()};
+    timelapse_limits_t lim = timelapse_limits(rq->app->cfg, app_now_ms());
     timelapse_params_t p;
     char msg[256];
     const char *body = rq->body.data ? rq->body.data : "";
@@ -98,45 +91,41 @@ static json_t *status_json(const db_job_t *job)
     return out;
 }
 
+/* Loads timelapse job `id` into *job (deinit it); false after replying 404
+ * (no such job, or not a timelapse) or 503. */
+static bool job_or_reply(req_t *rq, const char *id, db_job_t *job, enum MHD_Result *res)
+{
+    int rc = db_job_get(req_db(rq), id, job);
+    if (rc == PX_ENOTFOUND || (rc == 0 && strcmp(job->kind, "timelapse") != 0)) {
+        db_job_deinit(job);
+        *res = reply_error(rq, 404, "NOT_FOUND", "no timelapse %s", id);
+        return false;
+    }
+    if (rc) {
+        *res = unavailable(rq, "timelapse status");
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result reply_apng(req_t *rq, const char *id)
 {
     char etag[64];
     snprintf(etag, sizeof etag, "\"timelapse-%s\"", id);
-    const char *inm = req_header(rq, "If-None-Match");
-    struct MHD_Response *resp;
-    unsigned status;
-    if (inm && (strstr(inm, etag) || !strcmp(inm, "*"))) {
-        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        status = 304;
-    } else {
-        uint8_t *data = NULL;
-        size_t len = 0;
-        int rc = db_timelapse_apng(req_db(rq), id, &data, &len);
-        if (rc == PX_ENOTFOUND) {
-            /* no output: unknown, or not finished */
-            db_job_t job;
-            rc = db_job_get(req_db(rq), id, &job);
-            if (rc == PX_ENOTFOUND || (rc == 0 && strcmp(job.kind, "timelapse") != 0)) {
-                db_job_deinit(&job);
-                return reply_error(rq, 404, "NOT_FOUND", "no timelapse %s", id);
-            }
-            if (rc) return unavailable(rq, "timelapse status");
-            enum MHD_Result r = reply_error(rq, 409, "NOT_READY", "timelapse is %s%s%s", job.status,
-                                            job.error ? ": " : "", job.error ? job.error : "");
-            db_job_deinit(&job);
-            return r;
-        }
-        if (rc) return unavailable(rq, "timelapse apng");
-        resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-        MHD_add_response_header(resp, "Content-Type", "image/apng");
-        status = 200;
-    }
-    MHD_add_response_header(resp, "Cache-Control", IMMUTABLE);
-    MHD_add_response_header(resp, "ETag", etag);
-    MHD_add_response_header(resp, "X-Request-Id", rq->rid);
-    enum MHD_Result r = reply_response(rq, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    if (req_etag_matches(rq, etag)) return reply_not_modified(rq, etag);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = db_timelapse_apng(req_db(rq), id, &data, &len);
+    if (rc == 0) return reply_immutable(rq, etag, "image/apng", data, len);
+    if (rc != PX_ENOTFOUND) return unavailable(rq, "timelapse apng");
+    /* no output: unknown, or not finished */
+    db_job_t job;
+    enum MHD_Result res;
+    if (!job_or_reply(rq, id, &job, &res)) return res;
+    res = reply_error(rq, 409, "NOT_READY", "timelapse is %s%s%s", job.status,
+                      job.error ? ": " : "", job.error ? job.error : "");
+    db_job_deinit(&job);
+    return res;
 }
 
 enum MHD_Result h_timelapse_get(req_t *rq)
@@ -151,12 +140,8 @@ enum MHD_Result h_timelapse_get(req_t *rq)
         if (*c >= 'A' && *c <= 'F') *c = (char)(*c - 'A' + 'a');
     if (png) return reply_apng(rq, id);
     db_job_t job;
-    int rc = db_job_get(req_db(rq), id, &job);
-    if (rc == PX_ENOTFOUND || (rc == 0 && strcmp(job.kind, "timelapse") != 0)) {
-        db_job_deinit(&job);
-        return reply_error(rq, 404, "NOT_FOUND", "no timelapse %s", id);
-    }
-    if (rc) return unavailable(rq, "timelapse status");
+    enum MHD_Result res;
+    if (!job_or_reply(rq, id, &job, &res)) return res;
     json_t *out = status_json(&job);
     db_job_deinit(&job);
     return reply_json(rq, 200, out);

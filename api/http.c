@@ -78,6 +78,44 @@ enum MHD_Result reply_response(req_t *rq, unsigned status, struct MHD_Response *
     return MHD_queue_response(rq->conn, status, resp);
 }
 
+bool req_etag_matches(req_t *rq, const char *etag)
+{
+    const char *inm = req_header(rq, "If-None-Match");
+    if (!inm) return false;
+    if (strcmp(inm, "*") == 0) return true;
+    size_t n = strlen(etag);
+    for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
+        char after = p[n];
+        if (after == '\0' || after == ',' || after == ' ' || after == '\t') return true;
+    }
+    return false;
+}
+
+/* Both answers carry the same caching headers: a 304 refreshes them. */
+static enum MHD_Result immutable_finish(req_t *rq, unsigned status, struct MHD_Response *resp,
+                              const char *etag)
+{
+    MHD_add_response_header(resp, "Cache-Control", HTTP_IMMUTABLE_CACHE_CONTROL);
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "X-Request-Id", rq->rid);
+    enum MHD_Result r = reply_response(rq, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+enum MHD_Result reply_not_modified(req_t *rq, const char *etag)
+{
+    return immutable_finish(rq, 304, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), etag);
+}
+
+enum MHD_Result reply_immutable(req_t *rq, const char *etag, const char *content_type,
+                                uint8_t *body, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    return immutable_finish(rq, 200, resp, etag);
+}
+
 enum MHD_Result reply_json(req_t *rq, unsigned status, json_t *body)
 {
     return reply_json_ex(rq, status, body, NULL, NULL);
@@ -208,7 +246,6 @@ bool req_session_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_
         return false;
     }
     if (rc) {
-        atomic_fetch_add(&rq->app->backend_errors, 1);
         metrics_backend_error(METRICS_REDIS);
         log_warn("redis_error", "session lookup: %s", rds_errstr(req_rds(rq)));
         *res = reply_error(rq, 503, "UNAVAILABLE", "session store unavailable");

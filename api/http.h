@@ -81,7 +81,21 @@ enum MHD_Result reply_error_ex(req_t *rq, unsigned status, const char *code, jso
 /* Queues a prepared response (borrowed: the caller destroys its reference). */
 enum MHD_Result reply_response(req_t *rq, unsigned status, struct MHD_Response *resp);
 
+/* For stored objects that never change (a snapshot's PNG, a timelapse's
+ * APNG): the ETag names the object, every answer may be cached a year. */
+#define HTTP_IMMUTABLE_CACHE_CONTROL "public, max-age=31536000, immutable"
+/* Queues 304 with no body and the caching headers. */
+enum MHD_Result reply_not_modified(req_t *rq, const char *etag);
+/* Queues 200 with body (takes: free()), len bytes of content_type
+ * (borrowed), and the caching headers. */
+enum MHD_Result reply_immutable(req_t *rq, const char *etag, const char *content_type,
+                                uint8_t *body, size_t len);
+
 /* ---- request helpers ---- */
+
+/* True when If-None-Match is "*" or lists etag (borrowed, quoted, e.g.
+ * "\"snapshot-12\"") as a whole entity-tag. */
+bool req_etag_matches(req_t *rq, const char *etag);
 
 /* Query argument or NULL (borrowed, valid during the request). */
 const char *req_arg(req_t *rq, const char *name);

@@ -178,6 +178,16 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* Frees what jobs_start made; the thread is not running (any more). */
+static void jobs_free(jobs_t *j)
+{
+    mq_free(j->mq);
+    db_free(j->db);
+    db_listener_free(j->listener);
+    close(j->efd);
+    free(j);
+}
+
 jobs_t *jobs_start(app_t *app)
 {
     jobs_t *j = xcalloc(1, sizeof *j);
@@ -196,11 +206,7 @@ jobs_t *jobs_start(app_t *app)
     int rc = pthread_create(&j->th, NULL, run, j);
     if (rc) {
         log_error("jobs_start", "pthread_create: %s", strerror(rc));
-        db_free(j->db);
-        mq_free(j->mq);
-        db_listener_free(j->listener);
-        close(j->efd);
-        free(j);
+        jobs_free(j);
         return NULL;
     }
     return j;
@@ -215,9 +221,5 @@ void jobs_stop(jobs_t *j)
         /* the thread still wakes within JOBS_POLL_MS */
     }
     pthread_join(j->th, NULL);
-    mq_free(j->mq);
-    db_free(j->db);
-    db_listener_free(j->listener);
-    close(j->efd);
-    free(j);
+    jobs_free(j);
 }

@@ -150,13 +150,14 @@ int apng_add_frame(apng_t *a, const uint8_t *zdata, size_t len)
 {
     if (a->frames >= a->declared || !a->data) return PX_EPROTO;
     int rc = fctl(a);
-    for (size_t off = 0; rc == 0 && (off < len || off == 0);) {
+    /* at least one fdAT, even for an empty stream */
+    for (size_t off = 0; rc == 0;) {
         size_t k = len - off > APNG_MAX_CHUNK ? APNG_MAX_CHUNK : len - off;
         uint8_t s[4];
         wr32(s, a->seq++);
         rc = chunk(a, "fdAT", s, zdata + off, k);
         off += k;
-        if (len == 0) break;
+        if (off >= len) break;
     }
     if (rc == 0) a->frames++;
     return rc;

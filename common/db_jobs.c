@@ -59,6 +59,19 @@ static int take_bytes(PGresult *r, int row, int col, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* The one bytea column of the row sql selects by param (borrowed):
+ * *out (gives: free()), *len; PX_ENOTFOUND when there is no row. */
+static int one_bytea(db_t *d, const char *sql, const char *param, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    const char *p[] = {param};
+    PGresult *r = db_exec_ex(d, sql, 1, p, NULL, NULL, 1);
+    if (!r) return PX_EBACKEND;
+    int rc = PQntuples(r) == 1 ? take_bytes(r, 0, 0, out, len) : PX_ENOTFOUND;
+    PQclear(r);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ creating */
 
 int db_job_insert(db_t *d, const char *id, const char *kind, const char *params, int64_t slot,
@@ -333,6 +346,13 @@ int db_snapshot_by_job(db_t *d, const char *job_id, int64_t *id)
     return rc;
 }
 
+int db_snapshot_job_done(db_t *d, const char *job_id, int64_t id)
+{
+    char result[64];
+    snprintf(result, sizeof result, "{\"snapshotId\":%lld}", (long long)id);
+    return db_job_done(d, job_id, result);
+}
+
 int db_snapshot_store(db_t *d, const db_snapshot_row_t *row, int64_t *id, bool *inserted)
 {
     *inserted = false;
@@ -360,9 +380,7 @@ int db_snapshot_store(db_t *d, const db_snapshot_row_t *row, int64_t *id, bool *
     }
     PQclear(r);
     if (!*inserted && db_snapshot_by_job(d, row->job_id, id)) return rollback(d, PX_EBACKEND);
-    char result[64];
-    snprintf(result, sizeof result, "{\"snapshotId\":%lld}", (long long)*id);
-    if (db_job_done(d, row->job_id, result) || run(d, "COMMIT", 0, NULL))
+    if (db_snapshot_job_done(d, row->job_id, *id) || run(d, "COMMIT", 0, NULL))
         return rollback(d, PX_EBACKEND);
     return 0;
 }
@@ -403,16 +421,9 @@ int db_snapshot_list(db_t *d, int limit, int64_t before, json_t **out, int64_t *
 
 int db_snapshot_png(db_t *d, int64_t id, uint8_t **png, size_t *len)
 {
-    *png = NULL;
     char ids[24];
     i64s(id, ids);
-    const char *p[] = {ids};
-    PGresult *r = db_exec_ex(d, "SELECT png FROM canvas_snapshots WHERE id = $1::bigint", 1, p,
-                             NULL, NULL, 1);
-    if (!r) return PX_EBACKEND;
-    int rc = PQntuples(r) == 1 ? take_bytes(r, 0, 0, png, len) : PX_ENOTFOUND;
-    PQclear(r);
-    return rc;
+    return one_bytea(d, "SELECT png FROM canvas_snapshots WHERE id = $1::bigint", ids, png, len);
 }
 
 int db_snapshot_at_or_before(db_t *d, int width, int height, int64_t max_seq, uint8_t **canvas,
@@ -489,14 +500,7 @@ int db_timelapse_store(db_t *d, const db_timelapse_row_t *row)
 
 int db_timelapse_apng(db_t *d, const char *job_id, uint8_t **data, size_t *len)
 {
-    *data = NULL;
-    const char *p[] = {job_id};
-    PGresult *r =
-        db_exec_ex(d, "SELECT apng FROM timelapses WHERE job_id = $1::uuid", 1, p, NULL, NULL, 1);
-    if (!r) return PX_EBACKEND;
-    int rc = PQntuples(r) == 1 ? take_bytes(r, 0, 0, data, len) : PX_ENOTFOUND;
-    PQclear(r);
-    return rc;
+    return one_bytea(d, "SELECT apng FROM timelapses WHERE job_id = $1::uuid", job_id, data, len);
 }
 
 /* ------------------------------------------------------------------ events */
@@ -529,24 +533,22 @@ int db_events_min_seq(db_t *d, int64_t *seq)
 
 #define SCAN_CHUNK 50000
 
-int db_events_scan_range(db_t *d, int64_t after_seq, int64_t max_seq, int64_t until_ms,
-                         db_event_fn fn, void *arg)
+int db_events_scan_range(db_t *d, int64_t after_seq, int64_t until_ms, db_event_fn fn, void *arg)
 {
     int64_t last = after_seq;
-    char ms[24], until[24], lim[24];
-    i64s(max_seq, ms);
+    char until[24], lim[24];
     i64s(until_ms, until);
     i64s(SCAN_CHUNK, lim);
     for (;;) {
         char ls[24];
         i64s(last, ls);
-        const char *p[] = {ls, ms, until, lim};
-        PGresult *r = db_exec(
-            d,
-            "SELECT seq, x, y, color, " MS(
-                "created_at") " FROM pixel_events WHERE seq > $1::bigint AND seq <= $2::bigint "
-                              "AND created_at <= " TS("$3") " ORDER BY seq LIMIT $4::int",
-            4, p);
+        const char *p[] = {ls, until, lim};
+        PGresult *r =
+            db_exec(d,
+                    "SELECT seq, x, y, color, " MS(
+                        "created_at") " FROM pixel_events WHERE seq > $1::bigint "
+                                      "AND created_at <= " TS("$2") " ORDER BY seq LIMIT $3::int",
+                    3, p);
         if (!r) return PX_EBACKEND;
         int n = PQntuples(r);
         for (int i = 0; i < n; i++) {
@@ -587,34 +589,33 @@ int db_retention_events(db_t *d, int64_t cutoff_ms, json_t **dropped)
     return 0;
 }
 
-int db_retention_snapshots(db_t *d, int64_t cutoff_ms, int64_t *deleted)
+/* Runs a DELETE whose $1 is cutoff_ms; *deleted (out) how many rows went. */
+static int delete_before(db_t *d, const char *sql, int64_t cutoff_ms, int64_t *deleted)
 {
     char c[24];
     i64s(cutoff_ms, c);
     const char *p[] = {c};
-    PGresult *r =
-        db_exec(d,
-                "DELETE FROM canvas_snapshots WHERE created_at < " TS(
-                    "$1") " AND id NOT IN (SELECT DISTINCT ON (width, height) id "
-                          "  FROM canvas_snapshots ORDER BY width, height, seq DESC, id DESC)",
-                1, p);
+    PGresult *r = db_exec(d, sql, 1, p);
     if (!r) return PX_EBACKEND;
     *deleted = strtoll(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     return 0;
 }
 
+int db_retention_snapshots(db_t *d, int64_t cutoff_ms, int64_t *deleted)
+{
+    return delete_before(d,
+                         "DELETE FROM canvas_snapshots WHERE created_at < " TS(
+                             "$1") " AND id NOT IN (SELECT DISTINCT ON (width, height) id "
+                                   "  FROM canvas_snapshots ORDER BY width, height, seq DESC, "
+                                   "id DESC)",
+                         cutoff_ms, deleted);
+}
+
 int db_retention_jobs(db_t *d, int64_t cutoff_ms, int64_t *deleted)
 {
-    char c[24];
-    i64s(cutoff_ms, c);
-    const char *p[] = {c};
-    PGresult *r = db_exec(d,
-                          "DELETE FROM jobs WHERE status IN ('done', 'failed') "
-                          "AND finished_at < " TS("$1"),
-                          1, p);
-    if (!r) return PX_EBACKEND;
-    *deleted = strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    return 0;
+    return delete_before(d,
+                         "DELETE FROM jobs WHERE status IN ('done', 'failed') "
+                         "AND finished_at < " TS("$1"),
+                         cutoff_ms, deleted);
 }

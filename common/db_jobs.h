@@ -114,6 +114,9 @@ PX_MUST_CHECK int db_job_unlock(db_t *d, const char *id);
 /* Id of the snapshot stored by job `job_id`, PX_ENOTFOUND when none. */
 PX_MUST_CHECK int db_snapshot_by_job(db_t *d, const char *job_id, int64_t *id);
 
+/* Marks snapshot job `job_id` (borrowed) done with {"snapshotId": id}. */
+PX_MUST_CHECK int db_snapshot_job_done(db_t *d, const char *job_id, int64_t id);
+
 typedef struct db_snapshot_row {
     const char *job_id; /* borrowed, uuid text */
     int64_t seq;
@@ -170,11 +173,11 @@ PX_MUST_CHECK int db_events_seq_at(db_t *d, int64_t time_ms, int64_t *seq);
 /* Smallest seq in pixel_events (0 when empty). */
 PX_MUST_CHECK int db_events_min_seq(db_t *d, int64_t *seq);
 
-/* Calls fn for each event with seq > after_seq and seq <= max_seq placed at
- * or before until_ms, in seq order, reading in chunks; fn returns 0 to go
- * on, anything else stops the scan and is returned. */
-PX_MUST_CHECK int db_events_scan_range(db_t *d, int64_t after_seq, int64_t max_seq,
-                                       int64_t until_ms, db_event_fn fn, void *arg);
+/* Calls fn for each event with seq > after_seq placed at or before
+ * until_ms, in seq order, reading in chunks; fn returns 0 to go on,
+ * anything else stops the scan and is returned. */
+PX_MUST_CHECK int db_events_scan_range(db_t *d, int64_t after_seq, int64_t until_ms, db_event_fn fn,
+                                       void *arg);
 
 /* ---- retention ---- */
 

@@ -97,6 +97,15 @@ static int fail(char *msg, size_t msglen, int code, const char *fmt, ...)
     return code;
 }
 
+timelapse_limits_t timelapse_limits(const cfg_t *cfg, int64_t now_ms)
+{
+    return (timelapse_limits_t){.canvas_width = cfg->canvas.width,
+                                .canvas_height = cfg->canvas.height,
+                                .max_frames = cfg->worker.max_timelapse_frames,
+                                .max_pixels = cfg->worker.max_timelapse_pixels,
+                                .now_ms = now_ms};
+}
+
 int64_t timelapse_output_pixels(const timelapse_params_t *p)
 {
     return (int64_t)p->frames * p->width * p->height * p->scale * p->scale;

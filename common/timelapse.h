@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cfg.h"
 #include "px.h"
 
 #define TIMELAPSE_MIN_FRAMES 2
@@ -39,6 +40,11 @@ typedef struct timelapse_limits {
     int64_t max_pixels; /* cap on frames * width * height * scale^2 */
     int64_t now_ms;     /* the server's clock; 0 = do not check `to` against it */
 } timelapse_limits_t;
+
+/* The limits cfg (borrowed) sets: its canvas and [worker] max_timelapse_*,
+ * with now_ms as given. The api checks a request and the worker its stored
+ * params against the same ones. */
+timelapse_limits_t timelapse_limits(const cfg_t *cfg, int64_t now_ms);
 
 /* Parses and validates a request body (borrowed, len bytes, not
  * NUL-terminated) against lim (borrowed). Returns 0 with *out filled, or

@@ -158,10 +158,7 @@ static int tl_progress(void *arg, double done)
 static int run_timelapse(run_ctx_t *c)
 {
     const cfg_t *cfg = c->env->cfg;
-    timelapse_limits_t lim = {.canvas_width = cfg->canvas.width,
-                              .canvas_height = cfg->canvas.height,
-                              .max_frames = cfg->worker.max_timelapse_frames,
-                              .max_pixels = cfg->worker.max_timelapse_pixels};
+    timelapse_limits_t lim = timelapse_limits(cfg, 0);
     timelapse_params_t p;
     int rc = timelapse_params_decode(c->job->params, strlen(c->job->params), &lim, &p, c->err,
                                      sizeof c->err);
@@ -294,18 +291,49 @@ static job_verdict_t failed(run_ctx_t *c, int rc, long attempt)
     return JOB_RETRY;
 }
 
+/* A jobs-row statement failed before the job ran: wait for the backends if
+ * they are gone, else spend an attempt on it. */
+static job_verdict_t row_failed(job_env_t *env, const char *type, const char *fields, long attempt)
+{
+    if (!backends_up(env, type)) return JOB_WAIT;
+    log_fields(LOG_WARN, "job_retry", fields, "%s: %s (attempt %ld)", type, db_errstr(env->db),
+               attempt);
+    return attempt >= MQ_DELIVERY_LIMIT ? JOB_REJECT : JOB_RETRY;
+}
+
+/* Runs a started job (status queued or running) and records the outcome. */
+static job_verdict_t run_started(job_env_t *env, const db_job_t *job, const char *fields,
+                                 long attempt)
+{
+    if (!strcmp(job->status, "running"))
+        log_fields(LOG_WARN, "job_resumed", fields,
+                   "%s was left running by an earlier attempt (worker died?): running it "
+                   "again (attempt %d)",
+                   job->kind, job->attempts);
+    run_ctx_t c = {.env = env, .job = job, .fields = fields};
+    int rc;
+    if (!strcmp(job->kind, "snapshot"))
+        rc = run_snapshot(&c);
+    else if (!strcmp(job->kind, "timelapse"))
+        rc = run_timelapse(&c);
+    else
+        rc = run_retention(&c);
+    if (rc == 0) return JOB_ACK;
+    if (rc != JOB_STOPPED) return failed(&c, rc, attempt);
+    if (db_job_failed(env->db, job->id, "interrupted: the worker stopped; it will run again",
+                      false) != 0)
+        log_fields(LOG_WARN, "job_record", fields, "%s", db_errstr(env->db));
+    log_fields(LOG_WARN, "job_abandoned", fields, "%s stopped half-way: %s", job->kind, c.err);
+    return JOB_ABANDON;
+}
+
 static job_verdict_t dispatch(job_env_t *env, const char *type, const char *id, const char *fields,
                               long delivery_count)
 {
     db_t *db = env->db;
     long attempt = delivery_count + 1;
     bool locked = false;
-    if (db_job_lock(db, id, &locked) != 0) {
-        if (!backends_up(env, type)) return JOB_WAIT;
-        log_fields(LOG_WARN, "job_retry", fields, "%s: %s (attempt %ld)", type, db_errstr(db),
-                   attempt);
-        return attempt >= MQ_DELIVERY_LIMIT ? JOB_REJECT : JOB_RETRY;
-    }
+    if (db_job_lock(db, id, &locked) != 0) return row_failed(env, type, fields, attempt);
     if (!locked) {
         /* another delivery of the same job (a duplicate publish) is running
          * on another worker; that delivery stays unacked until it is done,
@@ -327,13 +355,7 @@ static job_verdict_t dispatch(job_env_t *env, const char *type, const char *id, 
         log_fields(LOG_ERROR, "job_rejected", fields, "no jobs row for this %.32s job", type);
         v = JOB_REJECT;
     } else if (rc) {
-        if (!backends_up(env, type)) {
-            v = JOB_WAIT;
-        } else {
-            log_fields(LOG_WARN, "job_retry", fields, "%s: %s (attempt %ld)", type, db_errstr(db),
-                       attempt);
-            v = attempt >= MQ_DELIVERY_LIMIT ? JOB_REJECT : JOB_RETRY;
-        }
+        v = row_failed(env, type, fields, attempt);
     } else if (strcmp(job.kind, type) != 0) {
         log_fields(LOG_ERROR, "job_rejected", fields, "message says %.32s, the row says %s", type,
                    job.kind);
@@ -343,29 +365,7 @@ static job_verdict_t dispatch(job_env_t *env, const char *type, const char *id, 
                    job.status);
         v = JOB_ACK;
     } else {
-        if (!strcmp(job.status, "running"))
-            log_fields(LOG_WARN, "job_resumed", fields,
-                       "%s was left running by an earlier attempt (worker died?): running it "
-                       "again (attempt %d)",
-                       type, job.attempts);
-        run_ctx_t c = {.env = env, .job = &job, .fields = fields};
-        if (!strcmp(type, "snapshot"))
-            rc = run_snapshot(&c);
-        else if (!strcmp(type, "timelapse"))
-            rc = run_timelapse(&c);
-        else
-            rc = run_retention(&c);
-        if (rc == 0) {
-            v = JOB_ACK;
-        } else if (rc == JOB_STOPPED) {
-            if (db_job_failed(db, id, "interrupted: the worker stopped; it will run again",
-                              false) != 0)
-                log_fields(LOG_WARN, "job_record", fields, "%s", db_errstr(db));
-            log_fields(LOG_WARN, "job_abandoned", fields, "%s stopped half-way: %s", type, c.err);
-            v = JOB_ABANDON;
-        } else {
-            v = failed(&c, rc, attempt);
-        }
+        v = run_started(env, &job, fields, attempt);
     }
     db_job_deinit(&job);
     /* a failed unlock only matters while this connection lives; a broken

@@ -7,6 +7,7 @@
 #include "canvas.h"
 #include "db_jobs.h"
 #include "rebuild.h"
+#include "snap.h"
 
 #define DAY_MS (86400LL * 1000)
 
@@ -49,22 +50,9 @@ int maint_check(const cfg_t *cfg, rds_t *rds, db_t *db, maint_check_result_t *re
     err[0] = '\0';
     canvas_geom_t g = {cfg->canvas.width, cfg->canvas.height, cfg->canvas.palette_len};
     uint8_t *live = NULL, *rebuilt = NULL;
-    size_t len = 0;
-    int rc = rds_canvas_get(rds, &live, &len, &res->seq);
-    if (rc == PX_ENOCANVAS) {
-        snprintf(err, errlen, "redis holds no %s", RDS_KEY_CANVAS);
-        return rc;
-    }
-    if (rc) {
-        snprintf(err, errlen, "%s", rds_errstr(rds));
-        return PX_EBACKEND;
-    }
-    if (len != canvas_size(&g)) {
-        snprintf(err, errlen, "%s is %zu bytes, configuration says %dx%d", RDS_KEY_CANVAS, len,
-                 g.width, g.height);
-        free(live);
-        return PX_EPROTO;
-    }
+    int rc = snap_read_canvas(cfg, rds, &live, &res->seq, err, errlen);
+    if (rc) return rc;
+    size_t len = canvas_size(&g);
     /* The stream is read after the canvas: an event at or below res->seq is
      * then either still in the stream or already committed to PostgreSQL. */
     rebuild_stats_t st;

@@ -17,34 +17,11 @@ static int elapsed_ms(const struct timespec *since)
     return (int)((now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000);
 }
 
-int snap_run(const cfg_t *cfg, rds_t *rds, db_t *db, const char *job_id, snap_result_t *res,
-             char *err, size_t errlen)
+int snap_read_canvas(const cfg_t *cfg, rds_t *rds, uint8_t **px, int64_t *seq, char *err,
+                     size_t errlen)
 {
-    memset(res, 0, sizeof *res);
-    err[0] = '\0';
-
-    /* A redelivery of a job that already committed costs one indexed SELECT
-     * instead of a canvas read and an encode. */
-    int rc = db_snapshot_by_job(db, job_id, &res->id);
-    if (rc == 0) {
-        res->existed = true;
-        char result[64];
-        snprintf(result, sizeof result, "{\"snapshotId\":%lld}", (long long)res->id);
-        if (db_job_done(db, job_id, result) == 0) return 0;
-        rc = PX_EBACKEND;
-    }
-    if (rc != PX_ENOTFOUND) {
-        snprintf(err, errlen, "%s", db_errstr(db));
-        return PX_EBACKEND;
-    }
-
-    /* canvas and seq in one MULTI, so the seq is exactly the one of the bytes
-     * (a placement is one script: it cannot land between the two GETs) */
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    uint8_t *px = NULL, *png = NULL, *cz = NULL;
-    size_t len = 0, png_len = 0;
-    rc = rds_canvas_get(rds, &px, &len, &res->seq);
+    size_t len = 0;
+    int rc = rds_canvas_get(rds, px, &len, seq);
     if (rc == PX_ENOCANVAS) {
         snprintf(err, errlen, "redis holds no %s", RDS_KEY_CANVAS);
         return rc;
@@ -58,10 +35,43 @@ int snap_run(const cfg_t *cfg, rds_t *rds, db_t *db, const char *job_id, snap_re
     if (len != want) {
         snprintf(err, errlen, "%s is %zu bytes, configuration says %dx%d = %zu", RDS_KEY_CANVAS,
                  len, w, h, want);
-        rc = PX_EPROTO;
-        goto done;
+        free(*px);
+        *px = NULL;
+        return PX_EPROTO;
     }
+    return 0;
+}
+
+int snap_run(const cfg_t *cfg, rds_t *rds, db_t *db, const char *job_id, snap_result_t *res,
+             char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    err[0] = '\0';
+
+    /* A redelivery of a job that already committed costs one indexed SELECT
+     * instead of a canvas read and an encode. */
+    int rc = db_snapshot_by_job(db, job_id, &res->id);
+    if (rc == 0) {
+        res->existed = true;
+        if (db_snapshot_job_done(db, job_id, res->id) == 0) return 0;
+        rc = PX_EBACKEND;
+    }
+    if (rc != PX_ENOTFOUND) {
+        snprintf(err, errlen, "%s", db_errstr(db));
+        return PX_EBACKEND;
+    }
+
+    /* canvas and seq in one MULTI, so the seq is exactly the one of the bytes
+     * (a placement is one script: it cannot land between the two GETs) */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint8_t *px = NULL, *png = NULL, *cz = NULL;
+    size_t png_len = 0;
+    rc = snap_read_canvas(cfg, rds, &px, &res->seq, err, errlen);
+    if (rc) return rc;
     res->read_ms = elapsed_ms(&t0);
+    int w = cfg->canvas.width, h = cfg->canvas.height;
+    size_t want = (size_t)w * (size_t)h;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = img_png_encode(px, w, h, cfg->canvas.palette, cfg->canvas.palette_len, SNAP_PNG_LEVEL,

@@ -30,6 +30,15 @@ typedef struct snap_result {
     int read_ms, encode_ms, store_ms;
 } snap_result_t;
 
+/* Reads canvas:main and its seq in one MULTI (rds borrowed) and checks that
+ * it is cfg's width*height bytes: *px (gives: free()), *seq (out). Returns 0;
+ *   PX_ENOCANVAS Redis holds no canvas:main;
+ *   PX_EPROTO    its length does not match the configuration;
+ *   PX_EBACKEND  Redis failed;
+ * with the reason in err (out, errlen bytes). Shared with maint_check. */
+PX_MUST_CHECK int snap_read_canvas(const cfg_t *cfg, rds_t *rds, uint8_t **px, int64_t *seq,
+                                   char *err, size_t errlen);
+
 /* Runs snapshot job `job_id` (borrowed uuid text) with rds and db
  * (borrowed). The canvas geometry and palette come from cfg (borrowed).
  * res (out) is filled on success; err (out, errlen bytes) describes any

@@ -158,7 +158,7 @@ int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_param
         goto done;
     }
 
-    rc = db_events_scan_range(db, res->base_seq, INT64_MAX, p->to_ms, on_event, &s);
+    rc = db_events_scan_range(db, res->base_seq, p->to_ms, on_event, &s);
     if (rc == PX_EBACKEND && !err[0]) snprintf(err, errlen, "%s", db_errstr(db));
     while (rc == 0 && s.next < p->frames)
         rc = emit(&s); /* frames after the last event */

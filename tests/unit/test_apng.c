@@ -17,6 +17,8 @@
 #include "apng.h"
 #include "img_png.h"
 
+static const uint8_t PNG_SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
 static uint32_t rng_state = 0x2545F491u;
 
 static uint32_t rng(void)
@@ -68,8 +70,7 @@ typedef struct chunk {
 /* Splits a PNG into chunks, checking every length and CRC. */
 static int parse(const uint8_t *p, size_t len, chunk_t *out, int max)
 {
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    assert_true(len >= 8 && memcmp(p, sig, 8) == 0);
+    assert_true(len >= 8 && memcmp(p, PNG_SIG, 8) == 0);
     size_t pos = 8;
     int n = 0;
     while (pos < len) {
@@ -110,8 +111,7 @@ static uint8_t *decode_frame(const chunk_t *c, int n, int k, int *w, int *h)
         cap += c[i].len + 12;
     uint8_t *png = malloc(cap);
     assert_non_null(png);
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    memcpy(png, sig, 8);
+    memcpy(png, PNG_SIG, 8);
     size_t pos = 8;
     int frame = -1;
     for (int i = 0; i < n; i++) {
