@@ -24,10 +24,7 @@ typedef struct app {
     hub_t *hub;
     /* atomics */
     _Atomic int64_t inflight;        /* HTTP requests being handled */
-    _Atomic uint64_t pixels_placed;  /* accepted by this instance */
-    _Atomic uint64_t placed_by_color[256];
-    _Atomic uint64_t rate_limited;   /* cooldown refusals by this instance */
-    _Atomic uint64_t backend_errors; /* Redis / PostgreSQL failures seen */
+    _Atomic uint64_t placed_by_color[256]; /* placements accepted here, by colour */
     _Atomic int64_t ws_connections;  /* WebSockets open on this instance */
     _Atomic uint64_t ws_messages_in; /* client text/binary messages */
     _Atomic uint64_t ws_frames_out;  /* broadcast frames written or queued */

@@ -184,7 +184,6 @@ enum MHD_Result ccache_reply(ccache_t *c, req_t *rq, ccache_kind_t kind)
         if (!e) {
             if (c->cur) break; /* serve the last good one */
             pthread_mutex_unlock(&c->mu);
-            atomic_fetch_add(&c->app->backend_errors, 1);
             metrics_backend_error(METRICS_REDIS);
             return reply_error(rq, 503, "UNAVAILABLE", "canvas store unavailable");
         }

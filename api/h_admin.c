@@ -42,7 +42,6 @@ static json_t *body_or_reply(req_t *rq, enum MHD_Result *res)
 
 static enum MHD_Result backend_down(req_t *rq, bool pg, const char *what)
 {
-    atomic_fetch_add(&rq->app->backend_errors, 1);
     metrics_backend_error(pg ? METRICS_POSTGRES : METRICS_REDIS);
     log_warn(pg ? "postgres_error" : "redis_error", "%s: %s", what,
              pg ? db_errstr(req_db(rq)) : rds_errstr(req_rds(rq)));

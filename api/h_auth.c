@@ -35,7 +35,6 @@ static enum MHD_Result reply_new_session(req_t *rq, unsigned status, const rds_s
     char sid[65];
     proto_hex(rnd, sizeof rnd, sid);
     if (rds_session_put(req_rds(rq), sid, s, rq->app->cfg->auth.session_ttl_s)) {
-        atomic_fetch_add(&rq->app->backend_errors, 1);
         metrics_backend_error(METRICS_REDIS);
         log_warn("redis_error", "new session: %s", rds_errstr(req_rds(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "session store unavailable");
@@ -153,7 +152,6 @@ enum MHD_Result h_auth_register(req_t *rq)
     snprintf(s.name, sizeof s.name, "%s", user);
     json_decref(root);
     if (rc) {
-        atomic_fetch_add(&rq->app->backend_errors, 1);
         metrics_backend_error(METRICS_POSTGRES);
         log_warn("postgres_error", "register: %s", db_errstr(req_db(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "account store unavailable");
@@ -176,7 +174,6 @@ enum MHD_Result h_auth_login(req_t *rq)
     int rc = db_user_by_name(req_db(rq), user, &u);
     if (rc && rc != PX_ENOTFOUND) {
         json_decref(root);
-        atomic_fetch_add(&rq->app->backend_errors, 1);
         metrics_backend_error(METRICS_POSTGRES);
         log_warn("postgres_error", "login: %s", db_errstr(req_db(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "account store unavailable");

@@ -8,7 +8,6 @@ static enum MHD_Result reply_events(req_t *rq, int rc, json_t *events, json_t *h
 {
     if (rc) {
         json_decref(head);
-        atomic_fetch_add(&rq->app->backend_errors, 1);
         metrics_backend_error(METRICS_POSTGRES);
         log_warn("postgres_error", "history: %s", db_errstr(req_db(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "history store unavailable");

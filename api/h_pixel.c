@@ -31,7 +31,6 @@ enum MHD_Result h_pixel(req_t *rq)
     switch (rc) {
     case 0: break;
     case PX_ECOOLDOWN: {
-        atomic_fetch_add(&rq->app->rate_limited, 1);
         metrics_rate_limited(METRICS_LIMIT_COOLDOWN);
         char ra[24];
         snprintf(ra, sizeof ra, "%lld", (long long)((out.remaining_ms + 999) / 1000));
@@ -44,12 +43,10 @@ enum MHD_Result h_pixel(req_t *rq)
     }
     case PX_EBANNED: return reply_error(rq, 403, "BANNED", "this account is banned");
     default:
-        atomic_fetch_add(&rq->app->backend_errors, 1);
         metrics_backend_error(METRICS_REDIS);
         log_warn("place_failed", "%s", rds_errstr(req_rds(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "canvas store unavailable, try again");
     }
-    atomic_fetch_add(&rq->app->pixels_placed, 1);
     atomic_fetch_add(&rq->app->placed_by_color[p.color & 255], 1);
     char when[32];
     proto_time_format(out.time_ms, when);

@@ -118,7 +118,6 @@ enum MHD_Result h_ws(req_t *rq)
     if (rc == PX_ENOTFOUND)
         return reply_error(rq, 401, "UNAUTHORIZED", "session expired or unknown");
     if (rc) {
-        atomic_fetch_add(&app->backend_errors, 1);
         metrics_backend_error(METRICS_REDIS);
         log_warn("redis_error", "session lookup: %s", rds_errstr(req_rds(rq)));
         return reply_error(rq, 503, "UNAVAILABLE", "session store unavailable");

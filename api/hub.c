@@ -288,17 +288,13 @@ static void drain_inbox(hub_thread_t *ht)
 static void flush_batch(hub_thread_t *ht)
 {
     if (!ht->batch_n) return;
+    /* batch.data is "[a,b,c": one update goes out bare, several as an array */
     hub_frame_t *f;
     if (ht->batch_n == 1) {
-        f = hub__frame_text(ht->batch.data, ht->batch.len);
+        f = hub__frame_text(ht->batch.data + 1, ht->batch.len - 1);
     } else {
-        /* batch.data is "a,b,c": frame "[a,b,c]" */
-        char *tmp = xmalloc(ht->batch.len + 2);
-        tmp[0] = '[';
-        memcpy(tmp + 1, ht->batch.data, ht->batch.len);
-        tmp[ht->batch.len + 1] = ']';
-        f = hub__frame_text(tmp, ht->batch.len + 2);
-        free(tmp);
+        buf_putc(&ht->batch, ']');
+        f = hub__frame_text(ht->batch.data, ht->batch.len);
     }
     buf_reset(&ht->batch);
     ht->batch_n = 0;
@@ -325,7 +321,7 @@ static bool batch_update(hub_thread_t *ht, const char *s, size_t len)
     if (sscanf(line, "u %lld %d %d %d %39s %lld%n", &seq, &x, &y, &col, uid, &t, &n) != 6 ||
         (size_t)n != len || !proto_uuid_valid(uid))
         return false;
-    if (ht->batch_n) buf_putc(&ht->batch, ',');
+    buf_putc(&ht->batch, ht->batch_n ? ',' : '[');
     buf_printf(&ht->batch,
                "{\"type\":\"update\",\"x\":%d,\"y\":%d,\"color\":%d,\"seq\":%lld,"
                "\"userId\":\"%s\",\"time\":%lld}",
@@ -419,7 +415,9 @@ static void reap(hub_thread_t *ht)
  * for GET /api/v1/admin/stats (fire and forget on the async connection) */
 static void heartbeat(hub_thread_t *ht)
 {
-    uint64_t placed = atomic_load(&ht->app->pixels_placed);
+    uint64_t placed = 0;
+    for (int i = 0; i < ht->cfg->canvas.palette_len; i++)
+        placed += atomic_load(&ht->app->placed_by_color[i]);
     int64_t now = ht->now_ms;
     double rate = 0;
     if (ht->hb_ms && now > ht->hb_ms)

@@ -126,7 +126,6 @@ static int store(sink_t *s)
             }
             return 0;
         }
-        atomic_fetch_add(&s->app->backend_errors, 1);
         metrics_backend_error(METRICS_POSTGRES);
         log_warn("sink_retry", "insert of %zu events failed, retrying in %d ms: %s", s->n,
                  backoff, db_errstr(s->db));

@@ -374,7 +374,6 @@ static void place(ws_conn_t *c, const proto_place_t *p)
     if (rds_async_commandargv(&ht->place, on_place_reply, pr, RDS_PLACE_ARGC, pr->a.argv,
                               pr->a.lens)) {
         free(pr);
-        atomic_fetch_add(&ht->app->backend_errors, 1);
         metrics_backend_error(METRICS_REDIS);
         ws_conn_send_error(c, "UNAVAILABLE", "canvas store unavailable, try again");
         return;
@@ -404,7 +403,6 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (c->state != WS_DEAD) {
         switch (rc) {
         case 0: {
-            atomic_fetch_add(&ht->app->pixels_placed, 1);
             atomic_fetch_add(&ht->app->placed_by_color[pr->p.color & 255], 1);
             char ack[200];
             int n = snprintf(ack, sizeof ack,
@@ -417,7 +415,6 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
             break;
         }
         case PX_ECOOLDOWN: {
-            atomic_fetch_add(&ht->app->rate_limited, 1);
             metrics_rate_limited(METRICS_LIMIT_COOLDOWN);
             char msg[80];
             snprintf(msg, sizeof msg, "cooldown active: wait %.3f s",
@@ -430,7 +427,6 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
             ws_conn_close(c, 1008, "banned");
             break;
         default:
-            atomic_fetch_add(&ht->app->backend_errors, 1);
             metrics_backend_error(METRICS_REDIS);
             log_warn("place_failed", "%s", err);
             ws_conn_send_error(c, "UNAVAILABLE", "canvas store unavailable, try again");

@@ -255,56 +255,6 @@ int db_history_recent(db_t *d, int limit, json_t **out)
 
 /* ------------------------------------------------------------------ rebuild */
 
-static int unhex_bytea(const char *s, uint8_t **out, size_t *len)
-{
-    size_t n = 0;
-    unsigned char *b = PQunescapeBytea((const unsigned char *)s, &n);
-    if (!b) return PX_EBACKEND;
-    *out = xmalloc(n ? n : 1);
-    memcpy(*out, b, n);
-    *len = n;
-    PQfreemem(b);
-    return 0;
-}
-
-int db_snapshot_latest(db_t *d, int width, int height, uint8_t **canvas, int64_t *seq)
-{
-    *canvas = NULL;
-    char ws[12], hs[12];
-    snprintf(ws, sizeof ws, "%d", width);
-    snprintf(hs, sizeof hs, "%d", height);
-    const char *p[] = {ws, hs};
-    PGresult *r = db_exec(d,
-                          "SELECT seq, canvas_z FROM canvas_snapshots WHERE width = $1 AND "
-                          "height = $2 ORDER BY seq DESC, id DESC LIMIT 1",
-                          2, p);
-    if (!r) return PX_EBACKEND;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return PX_ENOTFOUND;
-    }
-    *seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    uint8_t *z;
-    size_t zlen;
-    if (unhex_bytea(PQgetvalue(r, 0, 1), &z, &zlen)) {
-        PQclear(r);
-        set_err(d, "snapshot", "cannot decode canvas_z");
-        return PX_EBACKEND;
-    }
-    PQclear(r);
-    uLongf n = (uLongf)width * (uLongf)height;
-    uint8_t *c = xmalloc(n);
-    int zrc = uncompress(c, &n, z, zlen);
-    free(z);
-    if (zrc != Z_OK || n != (uLongf)width * (uLongf)height) {
-        free(c);
-        set_err(d, "snapshot", "canvas_z does not inflate to width*height bytes");
-        return PX_EPROTO;
-    }
-    *canvas = c;
-    return 0;
-}
-
 int db_events_scan(db_t *d, int64_t after_seq, db_event_fn fn, void *arg)
 {
     int64_t last = after_seq;

@@ -56,11 +56,6 @@ PX_MUST_CHECK int db_history_pixel(db_t *d, int x, int y, int limit, json_t **ou
 PX_MUST_CHECK int db_history_user(db_t *d, const char *user_id, int limit, json_t **out);
 PX_MUST_CHECK int db_history_recent(db_t *d, int limit, json_t **out);
 
-/* Newest snapshot for this geometry: gives *canvas (free(), width*height
- * bytes) and its seq. PX_ENOTFOUND when there is none. */
-PX_MUST_CHECK int db_snapshot_latest(db_t *d, int width, int height, uint8_t **canvas,
-                                     int64_t *seq);
-
 /* Calls fn for each event with seq > after_seq in seq order, reading in
  * chunks. fn returns 0 to continue. */
 typedef int (*db_event_fn)(void *arg, const canvas_event_t *ev);
