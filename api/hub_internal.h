@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "hub.h"
 #include "rds_async.h"
+#include "wsframe.h"
 
 /* what epoll data.ptr points at: a struct whose first member is this tag */
 enum { HUB_EV_CONN = 1, HUB_EV_WAKE, HUB_EV_TIMER, HUB_EV_REDIS };
@@ -43,32 +44,40 @@ enum { WS_OPEN = 0, WS_CLOSING, WS_DEAD };
 
 typedef struct hub_thread hub_thread_t;
 
+/* One WebSocket connection. Idle, it costs this struct (224 bytes) and
+ * nothing else: the wslay context, the send-queue ring and the handshake's
+ * extra bytes exist only while they hold something (see ws.c). Fields are
+ * ordered by alignment to keep padding out. */
 typedef struct ws_conn {
-    int ev_kind; /* HUB_EV_CONN */
+    int ev_kind; /* HUB_EV_CONN; must stay first */
+    int fd;
     hub_thread_t *ht;
     struct ws_conn *prev, *next; /* live list */
     struct ws_conn *reap_next;   /* reap list (after WS_DEAD) */
     struct ws_conn *again_next;  /* read budget used up: read again next round */
-    int fd;
+    /* wslay's event context (about 8.8 kB), NULL while wslay holds no state
+     * for us: created on demand by ws.c, freed after each wslay call that
+     * leaves it empty */
     wslay_event_context_ptr ws;
-    char user_id[37];
-    char session_tag[17]; /* rds_session_tag of the session it was opened with */
-    uint8_t state;
-    bool on_again;
-    bool in_wslay;         /* inside wslay_event_recv: defer sending */
-    bool peer_gone;        /* read saw EOF or an error */
-    uint16_t close_code;   /* answer the peer's close with this code, not wslay's echo */
-    bool drop_after_flush; /* slow consumer: close once the close frame is out */
-    uint16_t inflight;     /* placements waiting for Redis */
-    uint32_t round_bytes;  /* read this round */
-    char *extra;           /* bytes MHD read past the handshake */
-    uint32_t extra_len, extra_off;
-    ws_out_t *q; /* ring */
-    uint32_t qcap, qhead, qlen;
+    char *extra; /* bytes MHD read past the handshake */
+    ws_out_t *q; /* ring, NULL while empty */
     size_t buffered; /* unsent bytes */
     int64_t last_rx_ms, ping_sent_ms, close_at_ms;
     double tokens;
     int64_t tokens_ms;
+    wsframe_t rx; /* where the bytes handed to wslay stand between frames */
+    uint32_t round_bytes; /* read this round */
+    uint32_t extra_len, extra_off;
+    uint32_t qcap, qhead, qlen;
+    uint16_t close_code; /* answer the peer's close with this code, not wslay's echo */
+    uint16_t inflight;   /* placements waiting for Redis */
+    uint8_t state;
+    bool on_again;
+    bool in_wslay;         /* inside wslay_event_recv: defer sending */
+    bool peer_gone;        /* read saw EOF or an error */
+    bool drop_after_flush; /* slow consumer: close once the close frame is out */
+    char user_id[37];
+    char session_tag[17]; /* rds_session_tag of the session it was opened with */
 } ws_conn_t;
 
 typedef struct hub_in hub_in_t;

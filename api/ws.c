@@ -7,7 +7,14 @@
  * shared broadcast frames, so a broadcast is the same bytes for every
  * client and frames never interleave. The queue is written with writev and
  * capped at [ws] max_buffered_bytes: a client that cannot keep up is told
- * 1008 and dropped, and must reconnect and refetch. */
+ * 1008 and dropped, and must reconnect and refetch.
+ *
+ * An idle connection holds only its ws_conn_t. wslay's event context (about
+ * 8.8 kB, mostly its 4 KiB input and output buffers) is created when bytes
+ * arrive or something must go out through wslay, and freed again as soon as
+ * it holds nothing (ctx_release); the send-queue ring is freed whenever it
+ * drains. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -170,10 +177,14 @@ static void flush(ws_conn_t *c)
             }
         }
     }
+    if (c->qlen == 0 && c->q) q_clear(c); /* idle connections keep no ring */
 }
 
-/* After any wslay call: move what wslay framed into our queue, write, and
- * end the connection when the closing handshake is complete. */
+static void ctx_release(ws_conn_t *c);
+
+/* After any wslay call: move what wslay framed into our queue, write, end
+ * the connection when the closing handshake is complete, and give the wslay
+ * context back when it holds nothing. */
 static void after_io(ws_conn_t *c)
 {
     if (c->state == WS_DEAD) return;
@@ -182,18 +193,67 @@ static void after_io(ws_conn_t *c)
         q_append_own(c, fr, sizeof fr);
         c->drop_after_flush = true; /* wslay's queued reply is never sent */
     }
-    if (!c->drop_after_flush && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+    if (c->ws && !c->drop_after_flush && wslay_event_want_write(c->ws) &&
+        wslay_event_send(c->ws) != 0) {
         ws_conn_kill(c, "wslay send failed");
         return;
     }
     flush(c);
     if (c->state == WS_DEAD) return;
-    if (c->qlen == 0 &&
-        (c->drop_after_flush || (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws))))
+    /* without a context wslay wants to read and has nothing to write */
+    bool wslay_done = c->ws && !wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws);
+    if (c->qlen == 0 && (c->drop_after_flush || wslay_done)) {
         ws_conn_kill(c, c->drop_after_flush ? "slow consumer" : "closed");
+        return;
+    }
+    ctx_release(c);
 }
 
 /* ------------------------------------------------------------------ wslay */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user);
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user);
+static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user);
+static void on_msg_recv_cb(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_msg_recv_arg *arg, void *user);
+
+/* Makes sure c->ws exists: a fresh context gets every setting here, each
+ * time it is created. 0, or -1 when wslay could not allocate it (c->ws stays
+ * NULL; the caller kills the connection). A context is only ever freed
+ * between frames, so a new one starts where the stream stands. */
+static int ctx_get(ws_conn_t *c)
+{
+    if (c->ws) return 0;
+    assert(wsframe_idle(&c->rx));
+    static const struct wslay_event_callbacks cbs = {recv_cb, send_cb, genmask_cb, NULL,
+                                                     NULL,    NULL,    on_msg_recv_cb};
+    wslay_event_context_ptr ws;
+    if (wslay_event_context_server_init(&ws, &cbs, c) != 0) return -1;
+    wslay_event_config_set_max_recv_msg_length(ws, (uint64_t)c->ht->cfg->ws.max_message_bytes);
+    c->ws = ws;
+    return 0;
+}
+
+/* Frees the context when a new one would behave the same: not inside a
+ * wslay call, nothing queued in it (send_cb has moved every framed byte to
+ * our queue), no close sent, queued or received (the closing phase keeps
+ * it: wslay_event_get_close_sent and the read/write switches live there),
+ * and the input between frames outside a fragmented message (wslay_event_recv
+ * parses all it reads before it returns, so a partial header or payload is
+ * exactly what the tracker shows; wslay has no API for it). */
+static void ctx_release(ws_conn_t *c)
+{
+    if (!c->ws || c->in_wslay || c->state != WS_OPEN || c->drop_after_flush || c->close_code)
+        return;
+    if (!wslay_event_get_read_enabled(c->ws) || !wslay_event_get_write_enabled(c->ws) ||
+        wslay_event_want_write(c->ws) || wslay_event_get_close_sent(c->ws) ||
+        wslay_event_get_close_received(c->ws) || !wsframe_idle(&c->rx))
+        return;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+}
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user)
@@ -204,6 +264,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
         size_t n = c->extra_len - c->extra_off;
         if (n > len) n = len;
         memcpy(buf, c->extra + c->extra_off, n);
+        wsframe_feed(&c->rx, buf, n);
         c->extra_off += (uint32_t)n;
         if (c->extra_off == c->extra_len) {
             free(c->extra);
@@ -224,6 +285,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     for (;;) {
         ssize_t r = read(c->fd, buf, len);
         if (r > 0) {
+            wsframe_feed(&c->rx, buf, (size_t)r); /* exactly what wslay gets */
             c->round_bytes += (uint32_t)r;
             c->last_rx_ms = c->ht->now_ms;
             c->ping_sent_ms = 0;
@@ -313,9 +375,13 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
 
 void ws_conn_send_text(ws_conn_t *c, const char *s, size_t n)
 {
-    if (c->state == WS_DEAD) return;
+    if (c->state == WS_DEAD || c->drop_after_flush) return; /* nothing more goes out */
+    if (ctx_get(c) != 0) {
+        ws_conn_kill(c, "out of memory (wslay context)");
+        return;
+    }
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)s, n};
-    if (wslay_event_queue_msg(c->ws, &m) != 0) return; /* close already sent */
+    if (wslay_event_queue_msg(c->ws, &m) != 0) return; /* close already queued: kept */
     if (!c->in_wslay) after_io(c); /* else the caller of wslay_event_recv does it */
 }
 
@@ -480,19 +546,11 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     hc->extra = NULL;
     c->last_rx_ms = c->tokens_ms = ht->now_ms;
     c->tokens = 2.0 * ht->cfg->ws.messages_per_s;
-    static const struct wslay_event_callbacks cbs = {recv_cb, send_cb, genmask_cb, NULL,
-                                                     NULL,    NULL,    on_msg_recv_cb};
-    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        free(c->extra);
-        free(c);
-        hub_client_free(hc);
-        return NULL;
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)ht->cfg->ws.max_message_bytes);
+    wsframe_init(&c->rx);
+    /* no wslay context yet: the welcome below creates one and gives it back */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     if (epoll_ctl(ht->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         log_warn("ws_adopt", "epoll_ctl: %s", strerror(errno));
-        wslay_event_context_free(c->ws);
         free(c->extra);
         free(c);
         hub_client_free(hc);
@@ -513,6 +571,10 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
 void ws_conn_read(ws_conn_t *c)
 {
     if (c->state == WS_DEAD) return;
+    if (ctx_get(c) != 0) {
+        ws_conn_kill(c, "out of memory (wslay context)");
+        return;
+    }
     c->round_bytes = 0;
     c->in_wslay = true;
     int rc = wslay_event_recv(c->ws);
@@ -586,8 +648,15 @@ void ws_conn_close(ws_conn_t *c, uint16_t code, const char *reason)
         c->state = WS_CLOSING;
         c->close_at_ms = c->ht->now_ms + CLOSE_GRACE_MS;
     }
-    if (!wslay_event_get_close_sent(c->ws))
-        wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+    if (!c->drop_after_flush) { /* else our own close frame is already queued */
+        if (ctx_get(c) != 0) {
+            ws_conn_kill(c, "out of memory (wslay context)");
+            return;
+        }
+        if (!wslay_event_get_close_sent(c->ws))
+            wslay_event_queue_close(c->ws, code, (const uint8_t *)reason,
+                                    reason ? strlen(reason) : 0);
+    }
     if (!c->in_wslay) after_io(c);
 }
 
@@ -612,7 +681,7 @@ bool ws_conn_reap(ws_conn_t *c)
 {
     if (c->inflight || c->on_again) return false;
     q_clear(c);
-    wslay_event_context_free(c->ws);
+    wslay_event_context_free(c->ws); /* NULL-safe */
     free(c->extra);
     free(c);
     return true;
@@ -631,10 +700,12 @@ void ws_conn_sweep(ws_conn_t *c, int64_t now)
         return;
     }
     if (now - c->last_rx_ms >= (int64_t)cfg->ws.ping_interval_s * 1000) {
-        struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
-        if (wslay_event_queue_msg(c->ws, &m) == 0) {
-            c->ping_sent_ms = now;
-            after_io(c);
+        if (ctx_get(c) != 0) {
+            ws_conn_kill(c, "out of memory (wslay context)");
+            return;
         }
+        struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
+        if (wslay_event_queue_msg(c->ws, &m) == 0) c->ping_sent_ms = now;
+        after_io(c); /* sends the ping and gives the context back */
     }
 }

@@ -25,12 +25,20 @@
  * record (seq, send time) from each ack, probes record (seq, receive time) for
  * each update, and the two are joined by seq at the end. That is exact even
  * when an update reaches a probe before the ack reaches the placer, and needs
- * no cross-thread state. */
+ * no cross-thread state.
+ *
+ * Sink lag (--pg) works the same way: placers also record (seq, ack time) into
+ * a per-worker array allocated before the run (no lock, no allocation on the
+ * hot path), and a separate sampler thread with its own libpq connection polls
+ * SELECT max(seq) FROM pixel_events and keeps (poll time, max seq) whenever the
+ * maximum grows. After the run each acked seq is joined with the first poll
+ * that saw max(seq) >= seq. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,7 +73,9 @@
 #define HS_TIMEOUT_NS (10 * NS_PER_S)
 #define MAX_THREADS 64
 #define MAX_SOURCES 250
-#define DRAIN_EXTRA_S 30 /* longest extension of --drain while data still arrives */
+#define DRAIN_EXTRA_S 30          /* longest extension of --drain while data still arrives */
+#define SINK_ACKS_MAX (16u << 20) /* (seq, ack time) pairs kept for --pg, all workers */
+#define SINK_CHECK_CHUNK 20000    /* seqs per query of the final presence check */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* ------------------------------------------------------------------ small helpers */
@@ -261,7 +271,10 @@ typedef struct opts {
     int api_pid;
     const char *json_path;
     double max_fail_pct;
+    int max_inflight; /* 0 = open loop */
     double passive_poll_ms;
+    const char *pg; /* --pg: libpq conninfo or URI; NULL = no sink-lag sampling */
+    double pg_wait, pg_poll_ms;
 } opts_t;
 
 enum phase { PH_CONNECT, PH_SETTLE, PH_MEASURE, PH_DRAIN, PH_DONE };
@@ -283,6 +296,7 @@ typedef struct placer {
     const char *token;
     slot_t ring[RING];
     uint32_t head;
+    uint32_t outstanding; /* sent, neither acked nor refused yet */
 } placer_t;
 
 typedef struct client {
@@ -313,6 +327,7 @@ typedef struct client {
 typedef struct sec {
     uint64_t sent, acks, errors, updates, disconnects;
     int64_t ack_max_ns, loop_max_ns;
+    int64_t sink_max_ns; /* --pg: largest sink lag of the acks in this second (after the run) */
 } sec_t;
 
 typedef struct worker {
@@ -341,10 +356,16 @@ typedef struct worker {
     uint64_t connected, failed, sent, sent_window, acks, acks_window, ack_unmatched;
     uint64_t errors, errors_window, updates, updates_window, frames, bytes, other_msgs;
     uint64_t disconnects_before, disconnects_during, late_skipped, skipped_closed;
+    uint64_t held; /* --max-inflight: due placements not sent */
     uint64_t pings, send_fail;
     codes_t err_codes, fail_reasons, disc_reasons;
     i64vec_t ack_lat; /* ns, placements sent in the window */
     pairvec_t acked;  /* (seq, send ns), placements sent in the window */
+    /* --pg: (seq, ack ns) of placements sent in the window; allocated once
+     * before the run with room for every placement this worker can send */
+    pair_t *sink_acks;
+    size_t sink_n, sink_cap;
+    uint64_t sink_not_recorded; /* acks that did not fit (only past SINK_ACKS_MAX) */
     sec_t *secs;
     int nsecs;
     int64_t loop_max_ns; /* longest gap between two services of the priority set */
@@ -536,11 +557,21 @@ static void on_ack(worker_t *w, client_t *c, const char *o, size_t n)
         if (!sl->ns) break;
         if (sl->acked || sl->x != x || sl->y != y || sl->color != col) continue;
         sl->acked = true;
+        if (p->outstanding) p->outstanding--;
         int64_t lat = w->now - sl->ns;
         if (sl->in_window) {
             w->acks_window++;
             i64vec_push(&w->ack_lat, lat);
             pairvec_push(&w->acked, seq, sl->ns);
+            if (w->sink_cap) { /* --pg: one store into a preallocated array */
+                if (w->sink_n < w->sink_cap) {
+                    w->sink_acks[w->sink_n].seq = seq;
+                    w->sink_acks[w->sink_n].ns = w->now;
+                    w->sink_n++;
+                } else {
+                    w->sink_not_recorded++;
+                }
+            }
         }
         if (s && lat > s->ack_max_ns) s->ack_max_ns = lat;
         return;
@@ -574,6 +605,7 @@ static void on_object(worker_t *w, client_t *c, const char *o, size_t n)
          * from t0 on answers a placement sent inside the window */
         int64_t t0 = run_t0(w);
         if (t0 && w->now >= t0) w->errors_window++;
+        if (c->pl && c->pl->outstanding) c->pl->outstanding--;
         sec_t *s = sec_at(w, w->now);
         if (s) s->errors++;
         if (!jstr(o, n, "\"code\":", &code, &cl)) {
@@ -1005,6 +1037,7 @@ static void place_one(worker_t *w, client_t *c)
     s->color = col;
     s->acked = false;
     s->in_window = true; /* pace() sends only what is due inside the window */
+    p->outstanding++;
     w->sent++;
     w->sent_window++;
     sec_t *sc = sec_at(w, t);
@@ -1033,6 +1066,10 @@ static void pace(worker_t *w)
         w->n_sched++;
         if (c->state != CS_OPEN) {
             w->skipped_closed++;
+            continue;
+        }
+        if (w->run->o->max_inflight && c->pl->outstanding >= (uint32_t)w->run->o->max_inflight) {
+            w->held++; /* closed loop: this placer waits for its answers */
             continue;
         }
         place_one(w, c);
@@ -1324,6 +1361,241 @@ static double self_cpu_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* ------------------------------------------------------------------ sink lag sampler */
+
+/* One poll that saw max(seq) grow: the row with max_seq (and every smaller
+ * seq, with one sink) became visible after prev_ns (when the last poll that
+ * did not see it was sent) and no later than ns (when this answer arrived). */
+typedef struct pgsample {
+    int64_t prev_ns, ns, max_seq;
+} pgsample_t;
+
+typedef struct sampler {
+    const opts_t *o;
+    PGconn *pg;
+    pthread_t th;
+    bool running;             /* thread started, not joined yet */
+    _Atomic int64_t target;   /* largest acked seq; -1 until the run's acks are merged */
+    _Atomic int64_t deadline; /* mono ns at which to give up; 0 = not set yet */
+    _Atomic int stop;         /* SIGINT */
+    _Atomic int done;
+    _Atomic int64_t pub_max; /* last max(seq), for the progress line */
+    /* written by the sampler thread only; read by main after the join */
+    pgsample_t *v;
+    size_t n, cap, max_cap;
+    uint64_t polls, errors;
+    int64_t first_sent_ns, last_sent_ns, gap_max_ns;
+    uint64_t ok_polls;
+    bool truncated;
+    char err[200]; /* the first error */
+} sampler_t;
+
+static const char PG_MAXSEQ[] = "SELECT coalesce(max(seq), 0) FROM pixel_events";
+
+static void pg_errcopy(char *dst, size_t cap, const char *msg)
+{
+    /* the first line: libpq adds the statement and a caret on the next ones */
+    snprintf(dst, cap, "%s", msg && *msg ? msg : "unknown error");
+    dst[strcspn(dst, "\n")] = '\0';
+    size_t l = strlen(dst);
+    while (l && dst[l - 1] == ' ')
+        dst[--l] = '\0';
+}
+
+static int pg_prepare(sampler_t *s)
+{
+    PGresult *r = PQprepare(s->pg, "loadgen_maxseq", PG_MAXSEQ, 0, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok && !s->err[0]) pg_errcopy(s->err, sizeof s->err, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static int pg_max_seq(sampler_t *s, int64_t *out)
+{
+    PGresult *r = PQexecPrepared(s->pg, "loadgen_maxseq", 0, NULL, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        rc = 0;
+    } else if (!s->err[0]) {
+        pg_errcopy(s->err, sizeof s->err, PQresultErrorMessage(r));
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Connects and runs the query once, so a wrong conninfo, a missing table or
+ * a missing grant stops the run before it starts. */
+static int sampler_open(sampler_t *s, const opts_t *o)
+{
+    memset(s, 0, sizeof *s);
+    s->o = o;
+    atomic_store(&s->target, -1);
+    /* later entries override earlier ones: the user's conninfo wins */
+    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *const vals[] = {"10", "place-loadgen", o->pg, NULL};
+    s->pg = PQconnectdbParams(keys, vals, 1);
+    if (!s->pg || PQstatus(s->pg) != CONNECTION_OK) {
+        char e[200];
+        pg_errcopy(e, sizeof e, s->pg ? PQerrorMessage(s->pg) : "out of memory");
+        fprintf(stderr, "loadgen: --pg: cannot connect: %s\n", e);
+        return -1;
+    }
+    int64_t m = 0;
+    if (pg_prepare(s) || pg_max_seq(s, &m)) {
+        fprintf(stderr, "loadgen: --pg: %s: %s\n", PG_MAXSEQ, s->err);
+        return -1;
+    }
+    /* bounded: at most one sample per poll over the longest possible run */
+    double secs = o->duration + o->drain + DRAIN_EXTRA_S + o->pg_wait + 10;
+    s->max_cap = (size_t)(secs * 1000.0 / o->pg_poll_ms) + 1024;
+    return 0;
+}
+
+static void sampler_close(sampler_t *s)
+{
+    if (s->pg) PQfinish(s->pg);
+    s->pg = NULL;
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+static void sleep_until(int64_t t)
+{
+    struct timespec ts = {(time_t)(t / NS_PER_S), (long)(t % NS_PER_S)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static void *sampler_main(void *arg)
+{
+    sampler_t *s = arg;
+    const int64_t period = (int64_t)(s->o->pg_poll_ms * (double)NS_PER_MS);
+    int64_t next = mono_ns(); /* the first poll at once: the baseline before t0 */
+    int64_t cur = -1, last_ok_sent = 0;
+    for (;;) {
+        if (atomic_load(&s->stop)) break;
+        int64_t target = atomic_load(&s->target), deadline = atomic_load(&s->deadline);
+        if (target >= 0 && cur >= target) break; /* every acked row is visible */
+        if (deadline && mono_ns() >= deadline) break;
+        sleep_until(next);
+        int64_t sent = mono_ns(), m = 0;
+        int rc = pg_max_seq(s, &m);
+        int64_t recv = mono_ns();
+        s->polls++;
+        if (rc == 0) {
+            if (last_ok_sent && sent - last_ok_sent > s->gap_max_ns)
+                s->gap_max_ns = sent - last_ok_sent;
+            if (!s->first_sent_ns) s->first_sent_ns = sent;
+            s->last_sent_ns = sent;
+            s->ok_polls++;
+            if (m > cur) {
+                if (s->n == s->cap) {
+                    if (s->cap >= s->max_cap) {
+                        s->truncated = true;
+                        break;
+                    }
+                    s->cap = s->cap ? s->cap * 2 : 4096;
+                    if (s->cap > s->max_cap) s->cap = s->max_cap;
+                    s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+                }
+                s->v[s->n].prev_ns = last_ok_sent ? last_ok_sent : sent;
+                s->v[s->n].ns = recv;
+                s->v[s->n].max_seq = m;
+                s->n++;
+                cur = m;
+                atomic_store_explicit(&s->pub_max, m, memory_order_relaxed);
+            }
+            last_ok_sent = sent;
+        } else {
+            s->errors++;
+            if (PQstatus(s->pg) == CONNECTION_BAD) {
+                PQreset(s->pg);
+                if (PQstatus(s->pg) == CONNECTION_OK) pg_prepare(s);
+            }
+        }
+        next += period;
+        int64_t now = mono_ns();
+        if (next < now) next = now; /* a slow answer: poll again at once, no burst */
+    }
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+static int sampler_start(sampler_t *s)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&s->th, NULL, sampler_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) return -1;
+    s->running = true;
+    return 0;
+}
+
+static void sampler_join(sampler_t *s)
+{
+    if (!s->running) return;
+    pthread_join(s->th, NULL);
+    s->running = false;
+}
+
+/* max(seq) as last seen at time t (the samples are a step function). */
+static int64_t sampler_value_at(const sampler_t *s, int64_t t)
+{
+    size_t lo = 0, hi = s->n; /* first sample with ns > t */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].ns <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? s->v[lo - 1].max_seq : -1;
+}
+
+/* Rows (seqs) present in pixel_events among a (sorted by seq), in chunks;
+ * returns the number absent, or -1 (err filled) when the check failed. */
+static int64_t pg_count_absent(PGconn *pg, const pair_t *a, size_t n, char *err, size_t errcap)
+{
+    static const char q[] =
+        "SELECT count(DISTINCT seq) FROM pixel_events "
+        "WHERE seq BETWEEN $2::bigint AND $3::bigint AND seq = ANY($1::bigint[])";
+    int64_t absent = 0;
+    char *buf = xmalloc(SINK_CHECK_CHUNK * 21 + 3);
+    for (size_t i = 0; i < n; i += SINK_CHECK_CHUNK) {
+        size_t k = n - i < SINK_CHECK_CHUNK ? n - i : SINK_CHECK_CHUNK;
+        size_t len = 0;
+        buf[len++] = '{';
+        for (size_t j = 0; j < k; j++)
+            len += (size_t)sprintf(buf + len, "%s%" PRId64, j ? "," : "", a[i + j].seq);
+        buf[len++] = '}';
+        buf[len] = '\0';
+        char lo[24], hi[24];
+        snprintf(lo, sizeof lo, "%" PRId64, a[i].seq);
+        snprintf(hi, sizeof hi, "%" PRId64, a[i + k - 1].seq);
+        const char *pv[3] = {buf, lo, hi};
+        PGresult *r = PQexecParams(pg, q, 3, NULL, pv, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            pg_errcopy(err, errcap, PQresultErrorMessage(r));
+            PQclear(r);
+            free(buf);
+            return -1;
+        }
+        /* the same seq acked twice (it is not) would count once here */
+        size_t distinct = k;
+        for (size_t j = 1; j < k; j++)
+            if (a[i + j].seq == a[i + j - 1].seq) distinct--;
+        absent += (int64_t)distinct - strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    free(buf);
+    return absent;
+}
+
 /* ------------------------------------------------------------------ statistics */
 
 typedef struct lat {
@@ -1384,7 +1656,15 @@ static void usage(FILE *f)
           "  --max-fail-pct X   connect failures tolerated, percent (default 1)\n"
           "  --passive-poll-ms M  read passive viewers every M ms during the\n"
           "                     measurement (default 200; 0 = on every wake-up)\n"
-          "  --json FILE        also write the results as JSON\n",
+          "  --max-inflight N   a placer sends only while fewer than N of its placements\n"
+          "                     are unanswered (closed loop, for flat-out runs; default\n"
+          "                     0 = open loop at --rate)\n"
+          "  --json FILE        also write the results as JSON\n"
+          "  --pg CONNINFO      measure the event sink's lag: poll SELECT max(seq) FROM\n"
+          "                     pixel_events on this libpq conninfo or URI\n"
+          "  --pg-poll-ms M     poll every M ms (default 2; bounds the resolution)\n"
+          "  --pg-wait S        after the drain, wait at most S s for the rows of every\n"
+          "                     acked placement (default 30)\n",
           f);
 }
 
@@ -1449,6 +1729,10 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                                        {"drain", required_argument, NULL, 'D'},
                                        {"max-fail-pct", required_argument, NULL, 'F'},
                                        {"passive-poll-ms", required_argument, NULL, 'P'},
+                                       {"max-inflight", required_argument, NULL, 'I'},
+                                       {"pg", required_argument, NULL, 'g'},
+                                       {"pg-wait", required_argument, NULL, 'G'},
+                                       {"pg-poll-ms", required_argument, NULL, 'M'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
@@ -1464,6 +1748,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     o->drain = 2;
     o->max_fail_pct = 1;
     o->passive_poll_ms = 200;
+    o->pg_wait = 30;
+    o->pg_poll_ms = 2;
     bool have_url = false;
     int ch;
     double v;
@@ -1545,6 +1831,25 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         case 'P':
             if (!num_arg(name, optarg, 0, 1000, &v)) return 2;
             o->passive_poll_ms = v;
+            break;
+        case 'I':
+            if (!num_arg(name, optarg, 0, RING / 2, &v)) return 2;
+            o->max_inflight = (int)v;
+            break;
+        case 'g':
+            if (!*optarg) {
+                fprintf(stderr, "loadgen: --pg: empty conninfo\n");
+                return 2;
+            }
+            o->pg = optarg;
+            break;
+        case 'G':
+            if (!num_arg(name, optarg, 0, 3600, &v)) return 2;
+            o->pg_wait = v;
+            break;
+        case 'M':
+            if (!num_arg(name, optarg, 0.1, 10000, &v)) return 2;
+            o->pg_poll_ms = v;
             break;
         case 'h':
             usage(stdout);
@@ -1690,6 +1995,16 @@ static void worker_init(worker_t *w, run_t *run, int id)
     }
     w->nsecs = (int)ceil(o->duration + o->drain) + DRAIN_EXTRA_S + 2;
     w->secs = xcalloc((size_t)w->nsecs, sizeof *w->secs);
+    if (o->pg && w->npl && w->period_ns > 0) {
+        /* pace() sends at most one placement per period inside the window and
+         * each is acked at most once, so this never fills up below the cap;
+         * touched now so that the hot path takes no page faults either */
+        double need = o->duration * (double)NS_PER_S / (double)w->period_ns + 2;
+        double lim = (double)SINK_ACKS_MAX / o->threads;
+        w->sink_cap = (size_t)(need < lim ? need : lim);
+        w->sink_acks = xmalloc(w->sink_cap * sizeof *w->sink_acks);
+        memset(w->sink_acks, 0, w->sink_cap * sizeof *w->sink_acks);
+    }
 }
 
 /* After join: the workers' sockets are closed already (close_all). */
@@ -1708,6 +2023,7 @@ static void run_free(run_t *run)
         free(w->secs);
         free(w->ack_lat.v);
         free(w->acked.v);
+        free(w->sink_acks);
         close(w->epfd);
         close(w->pfd);
         close(w->tfd);
@@ -1725,7 +2041,7 @@ typedef struct report {
     const opts_t *o;
     uint64_t connected, failed, sent, sent_window, acks, acks_window, ack_unmatched;
     uint64_t errors, errors_window, updates, updates_window, frames, bytes, other_msgs;
-    uint64_t disc_before, disc_during, late_skipped, skipped_closed, pings, send_fail;
+    uint64_t disc_before, disc_during, late_skipped, skipped_closed, held, pings, send_fail;
     uint64_t bc_expected, bc_seen;
     codes_t err_codes, fail_reasons, disc_reasons;
     lat_t ack, bc;
@@ -1734,6 +2050,24 @@ typedef struct report {
     procs_t p_before, p_connected, p_t0, p_end;
     sec_t *secs;
     int nsecs;
+    /* --pg */
+    bool sink_measured;
+    lat_t sink;                  /* ack -> first poll that saw the row */
+    uint64_t sink_acked;         /* acked placements in the window with a recorded seq */
+    uint64_t sink_missing;       /* ... whose row max(seq) never reached within the wait */
+    uint64_t sink_not_recorded;  /* acks beyond SINK_ACKS_MAX */
+    int64_t sink_absent;         /* absent by seq in the final check; -1 = not checked */
+    double sink_rows_per_s;      /* max(seq) growth over the window */
+    double sink_peak_rows_per_s; /* largest growth in any 1 s */
+    double sink_catch_up_ms;     /* window end -> the largest acked seq visible; NAN: never */
+    double sink_wait_s;          /* from the end of the drain to the sampler's stop */
+    double poll_mean_ms, poll_max_ms, sink_unc_mean_ms;
+    uint64_t steps; /* times max(seq) grew after the baseline */
+    double step_rows_mean, step_ms_mean;
+    int64_t step_rows_max;
+    uint64_t polls, poll_errors, samples_kept;
+    bool samples_truncated, sink_interrupted;
+    char pg_err[200];
 } report_t;
 
 static void print_codes(FILE *f, const codes_t *t)
@@ -1755,6 +2089,48 @@ static void print_lat(FILE *f, const char *name, const lat_t *l)
     }
     fprintf(f, "  %-22s p50 %8.2f  p95 %8.2f  p99 %8.2f  max %8.2f  mean %8.2f ms  (n=%zu)\n", name,
             l->p50, l->p95, l->p99, l->max, l->mean, l->n);
+}
+
+static void print_sink(FILE *f, const report_t *r)
+{
+    const opts_t *o = r->o;
+    fprintf(f, "event sink (ack -> row visible in PostgreSQL, max(seq) polled every %g ms)\n",
+            o->pg_poll_ms);
+    if (!r->sink_measured) {
+        fprintf(f, "  not measured: %s\n", r->pg_err[0] ? r->pg_err : "no sampler");
+        return;
+    }
+    print_lat(f, "sink lag", &r->sink);
+    fprintf(f,
+            "  missing %" PRIu64 " of %" PRIu64 " acked placements (row not visible when "
+            "sampling stopped, %.1f s after the drain, --pg-wait %g%s: lost or late)",
+            r->sink_missing, r->sink_acked, r->sink_wait_s, o->pg_wait,
+            r->sink_interrupted ? ", interrupted" : "");
+    if (r->sink_absent >= 0)
+        fprintf(f, "; absent by seq at the end %" PRId64 "\n", r->sink_absent);
+    else
+        fprintf(f, "; absent by seq: not checked\n");
+    if (r->sink_not_recorded)
+        fprintf(f, "  %" PRIu64 " acks not recorded (more than %u in the run)\n",
+                r->sink_not_recorded, SINK_ACKS_MAX);
+    fprintf(f, "  ingest %.1f rows/s over the window (max(seq) growth), fastest second %.0f rows",
+            r->sink_rows_per_s, r->sink_peak_rows_per_s);
+    if (isnan(r->sink_catch_up_ms))
+        fprintf(f, "; the last acked row was %s\n", r->sink_acked ? "never seen" : "-");
+    else
+        fprintf(f, "; last acked row visible %.1f ms after the window's end\n",
+                r->sink_catch_up_ms);
+    fprintf(f,
+            "  resolution: each lag is the first poll's answer time - ack time, an upper bound; "
+            "the row became visible during the preceding poll interval (mean %.2f ms, max %.2f "
+            "ms; per sample %.2f ms on average)\n",
+            r->poll_mean_ms, r->poll_max_ms, r->sink_unc_mean_ms);
+    fprintf(f,
+            "  max(seq) grew in %" PRIu64 " steps: %.1f rows per step on average (max %" PRId64
+            "), one step every %.2f ms (one step = one sink commit while polls are faster)\n",
+            r->steps, r->step_rows_mean, r->step_rows_max, r->step_ms_mean);
+    fprintf(f, "  %" PRIu64 " polls, %" PRIu64 " failed%s%s%s\n", r->polls, r->poll_errors,
+            r->samples_truncated ? ", samples truncated" : "", r->pg_err[0] ? ": " : "", r->pg_err);
 }
 
 static void print_human(const report_t *r)
@@ -1786,8 +2162,8 @@ static void print_human(const report_t *r)
     print_codes(f, &r->err_codes);
     fprintf(f,
             "\n  pacing: %" PRIu64 " sends skipped (generator > 1 s late), %" PRIu64
-            " skipped (placer closed)\n",
-            r->late_skipped, r->skipped_closed);
+            " skipped (placer closed), %" PRIu64 " held (--max-inflight)\n",
+            r->late_skipped, r->skipped_closed, r->held);
     fprintf(f, "latency (ms)\n");
     print_lat(f, "ack (place -> ack)", &r->ack);
     print_lat(f, "broadcast (-> probe)", &r->bc);
@@ -1809,6 +2185,7 @@ static void print_human(const report_t *r)
             " clients = %.2f %% delivered (below 100 %% = lost or dropped clients)\n",
             r->updates, r->acks, r->connected,
             exp_all ? 100.0 * (double)r->updates / (double)exp_all : 0);
+    if (o->pg) print_sink(f, r);
     fprintf(f,
             "generator\n  CPU %.2f s in the window (%.0f %% of one core), longest stall "
             "of placers/probes %.1f ms, machine busy %.0f %% (all cores)\n",
@@ -1830,15 +2207,17 @@ static void print_human(const report_t *r)
             fprintf(f, "api (pid %d): /proc not readable\n", o->api_pid);
         }
     }
-    fprintf(f, "per second:  sent   acks errors   updates disc ack_max_ms stall_ms\n");
+    fprintf(f, "per second:  sent   acks errors   updates disc ack_max_ms stall_ms%s\n",
+            o->pg ? " sink_max_ms" : "");
     for (int i = 0; i < r->nsecs; i++) {
         const sec_t *s = &r->secs[i];
         if (!s->sent && !s->acks && !s->updates && !s->errors && !s->disconnects) continue;
-        fprintf(f,
-                "  %3d %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " %9" PRIu64 " %4" PRIu64
-                " %9.2f %9.2f\n",
-                i, s->sent, s->acks, s->errors, s->updates, s->disconnects,
-                (double)s->ack_max_ns / 1e6, (double)s->loop_max_ns / 1e6);
+        fprintf(
+            f, "  %3d %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " %9" PRIu64 " %4" PRIu64 " %9.2f %9.2f",
+            i, s->sent, s->acks, s->errors, s->updates, s->disconnects, (double)s->ack_max_ns / 1e6,
+            (double)s->loop_max_ns / 1e6);
+        if (o->pg) fprintf(f, " %11.2f", (double)s->sink_max_ns / 1e6);
+        fputc('\n', f);
     }
 }
 
@@ -1910,8 +2289,9 @@ static int write_json(const report_t *r, const char *path)
     fprintf(f,
             ",\"sentAllPhases\":%" PRIu64 ",\"ackedAllPhases\":%" PRIu64
             ",\"ackUnmatched\":%" PRIu64 ",\"lateSkipped\":%" PRIu64 ",\"skippedClosed\":%" PRIu64
-            "},\n",
-            r->sent, r->acks, r->ack_unmatched, r->late_skipped, r->skipped_closed);
+            ",\"held\":%" PRIu64 ",\"maxInflight\":%d},\n",
+            r->sent, r->acks, r->ack_unmatched, r->late_skipped, r->skipped_closed, r->held,
+            o->max_inflight);
     fputs("\"ackLatencyMs\":", f);
     json_lat(f, &r->ack);
     fputs(",\n\"broadcastLatencyMs\":", f);
@@ -1941,15 +2321,62 @@ static int write_json(const report_t *r, const char *path)
     } else {
         fputs("\"api\":null,\n", f);
     }
+    if (o->pg && r->sink_measured) {
+        if (r->sink.n)
+            fprintf(f,
+                    "\"sink_lag_ms\":{\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f,\"max\":%.3f,"
+                    "\"mean\":%.3f,",
+                    r->sink.p50, r->sink.p95, r->sink.p99, r->sink.max, r->sink.mean);
+        else /* no row seen at all */
+            fputs("\"sink_lag_ms\":{\"p50\":null,\"p95\":null,\"p99\":null,\"max\":null,"
+                  "\"mean\":null,",
+                  f);
+        fprintf(f, "\"samples\":%zu,\"missing\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"absent\":",
+                r->sink.n, r->sink_missing, r->sink_acked);
+        if (r->sink_absent >= 0)
+            fprintf(f, "%" PRId64, r->sink_absent);
+        else
+            fputs("null", f);
+        fprintf(f,
+                ",\"not_recorded\":%" PRIu64 ",\"poll_ms\":%.3f,\"poll_interval_mean_ms\":%.3f,"
+                "\"poll_interval_max_ms\":%.3f,\"resolution_mean_ms\":%.3f},\n",
+                r->sink_not_recorded, o->pg_poll_ms, r->poll_mean_ms, r->poll_max_ms,
+                r->sink_unc_mean_ms);
+        fprintf(f, "\"sink_rows_per_s\":%.3f,\n", r->sink_rows_per_s);
+        fprintf(f,
+                "\"sink\":{\"peak_rows_per_s_1s\":%.0f,\"catch_up_ms\":", r->sink_peak_rows_per_s);
+        if (isnan(r->sink_catch_up_ms))
+            fputs("null", f);
+        else
+            fprintf(f, "%.3f", r->sink_catch_up_ms);
+        fprintf(f,
+                ",\"wait_s\":%.3f,\"steps\":%" PRIu64 ",\"step_rows_mean\":%.3f,"
+                "\"step_rows_max\":%" PRId64 ",\"step_ms_mean\":%.3f,\"polls\":%" PRIu64
+                ",\"poll_errors\":%" PRIu64 ",\"samples_kept\":%" PRIu64
+                ",\"truncated\":%s,\"interrupted\":%s,\"error\":",
+                r->sink_wait_s, r->steps, r->step_rows_mean, r->step_rows_max, r->step_ms_mean,
+                r->polls, r->poll_errors, r->samples_kept, r->samples_truncated ? "true" : "false",
+                r->sink_interrupted ? "true" : "false");
+        if (r->pg_err[0])
+            json_str(f, r->pg_err);
+        else
+            fputs("null", f);
+        fputs("},\n", f);
+    } else {
+        fputs("\"sink_lag_ms\":null,\"sink_rows_per_s\":null,\"sink\":null,\n", f);
+    }
     fputs("\"perSecond\":[", f);
     for (int i = 0; i < r->nsecs; i++) {
         const sec_t *s = &r->secs[i];
         fprintf(f,
                 "%s{\"t\":%d,\"sent\":%" PRIu64 ",\"acks\":%" PRIu64 ",\"errors\":%" PRIu64
                 ",\"updates\":%" PRIu64 ",\"disconnects\":%" PRIu64
-                ",\"ackMaxMs\":%.3f,\"stallMaxMs\":%.3f}",
+                ",\"ackMaxMs\":%.3f,\"stallMaxMs\":%.3f",
                 i ? ",\n  " : "\n  ", i, s->sent, s->acks, s->errors, s->updates, s->disconnects,
                 (double)s->ack_max_ns / 1e6, (double)s->loop_max_ns / 1e6);
+        if (o->pg && r->sink_measured)
+            fprintf(f, ",\"sinkMaxMs\":%.3f", (double)s->sink_max_ns / 1e6);
+        fputc('}', f);
     }
     fputs("]}\n", f);
     if (fclose(f) != 0) return -errno;
@@ -1990,6 +2417,136 @@ static void broadcast_join(run_t *run, report_t *r, i64vec_t *bc)
 /* ------------------------------------------------------------------ main */
 
 static volatile sig_atomic_t stop_flag;
+
+/* After the workers are joined: tells the sampler which seq to wait for, waits
+ * for it (at most --pg-wait), then joins every acked seq with the first poll
+ * that saw max(seq) >= seq. t0..tw is the measurement window. */
+static void sink_finish(run_t *run, sampler_t *smp, report_t *r, int64_t t0, int64_t tw)
+{
+    const opts_t *o = run->o;
+    size_t total = 0;
+    for (int t = 0; t < o->threads; t++) {
+        total += run->w[t].sink_n;
+        r->sink_not_recorded += run->w[t].sink_not_recorded;
+    }
+    pair_t *a = xmalloc(total * sizeof *a);
+    size_t n = 0;
+    for (int t = 0; t < o->threads; t++) {
+        worker_t *w = &run->w[t];
+        if (!w->sink_n) continue;
+        memcpy(a + n, w->sink_acks, w->sink_n * sizeof *a);
+        n += w->sink_n;
+    }
+    qsort(a, n, sizeof *a, cmp_pair);
+    int64_t target = n ? a[n - 1].seq : 0;
+    r->sink_absent = -1;
+    r->sink_catch_up_ms = NAN;
+    if (!smp->running) {
+        snprintf(r->pg_err, sizeof r->pg_err, "the sampler thread did not start");
+        free(a);
+        return;
+    }
+
+    /* the drain is over: wait for the rows (or --pg-wait) */
+    int64_t tw0 = mono_ns(), last = tw0;
+    atomic_store(&smp->deadline, tw0 + (int64_t)(o->pg_wait * NS_PER_S));
+    atomic_store(&smp->target, target);
+    while (!atomic_load(&smp->done)) {
+        if (stop_flag) atomic_store(&smp->stop, 1);
+        sleep_ns(10 * NS_PER_MS);
+        if (mono_ns() - last >= NS_PER_S) {
+            last = mono_ns();
+            fprintf(stderr,
+                    "loadgen: sink     %5.1f s  max(seq) %" PRId64 ", waiting for %" PRId64 "\n",
+                    (double)(last - tw0) / 1e9,
+                    atomic_load_explicit(&smp->pub_max, memory_order_relaxed), target);
+        }
+    }
+    sampler_join(smp);
+    r->sink_wait_s = (double)(mono_ns() - tw0) / 1e9;
+    r->sink_interrupted = atomic_load(&smp->stop) != 0;
+    r->sink_measured = true;
+    r->sink_acked = n;
+    r->polls = smp->polls;
+    r->poll_errors = smp->errors;
+    r->samples_kept = smp->n;
+    r->samples_truncated = smp->truncated;
+    if (smp->err[0]) snprintf(r->pg_err, sizeof r->pg_err, "%s", smp->err);
+    if (smp->ok_polls > 1)
+        r->poll_mean_ms =
+            (double)(smp->last_sent_ns - smp->first_sent_ns) / (double)(smp->ok_polls - 1) / 1e6;
+    r->poll_max_ms = (double)smp->gap_max_ns / 1e6;
+
+    /* lag: both lists are sorted by seq (max(seq) only grows) */
+    i64vec_t lag = {0};
+    double unc = 0;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        while (j < smp->n && smp->v[j].max_seq < a[i].seq)
+            j++;
+        if (j == smp->n) {
+            r->sink_missing++;
+            continue;
+        }
+        /* the row became visible in (prev_ns, ns]: ns is an upper bound */
+        int64_t hi = smp->v[j].ns - a[i].ns, lo = smp->v[j].prev_ns - a[i].ns;
+        if (hi < 0) hi = 0; /* committed before the ack reached us */
+        if (lo < 0) lo = 0;
+        i64vec_push(&lag, hi);
+        unc += (double)(hi - lo);
+        int64_t sec = (a[i].ns - t0) / NS_PER_S;
+        if (sec >= 0 && sec < r->nsecs && hi > r->secs[sec].sink_max_ns)
+            r->secs[sec].sink_max_ns = hi;
+    }
+    r->sink = lat_of(&lag);
+    r->sink_unc_mean_ms = lag.n ? unc / (double)lag.n / 1e6 : 0;
+    free(lag.v);
+
+    /* ingest: max(seq) growth over the window, and the fastest second */
+    int64_t v0 = sampler_value_at(smp, t0), v1 = sampler_value_at(smp, tw);
+    if (v0 < 0 && smp->n) v0 = smp->v[0].max_seq; /* the baseline poll came late */
+    if (v0 >= 0 && v1 >= 0 && tw > t0)
+        r->sink_rows_per_s = (double)(v1 - v0) * 1e9 / (double)(tw - t0);
+    size_t k = 0;
+    for (size_t i = 0; i < smp->n; i++) {
+        int64_t from = smp->v[i].ns - NS_PER_S;
+        if (from < smp->v[0].ns) continue;
+        while (k + 1 < smp->n && smp->v[k + 1].ns <= from)
+            k++;
+        double g = (double)(smp->v[i].max_seq - smp->v[k].max_seq);
+        if (g > r->sink_peak_rows_per_s) r->sink_peak_rows_per_s = g;
+    }
+    /* how max(seq) advanced: with polls faster than the sink's commits, one
+     * step is one committed batch */
+    if (smp->n > 1) {
+        r->steps = smp->n - 1;
+        r->step_rows_mean =
+            (double)(smp->v[smp->n - 1].max_seq - smp->v[0].max_seq) / (double)r->steps;
+        for (size_t i = 1; i < smp->n; i++)
+            if (smp->v[i].max_seq - smp->v[i - 1].max_seq > r->step_rows_max)
+                r->step_rows_max = smp->v[i].max_seq - smp->v[i - 1].max_seq;
+    }
+    if (smp->n > 2)
+        r->step_ms_mean =
+            (double)(smp->v[smp->n - 1].ns - smp->v[1].ns) / (double)(smp->n - 2) / 1e6;
+    if (n) {
+        for (size_t i = 0; i < smp->n; i++)
+            if (smp->v[i].max_seq >= target) {
+                r->sink_catch_up_ms = (double)(smp->v[i].ns - tw) / 1e6;
+                break;
+            }
+    }
+
+    /* max(seq) is a watermark: exact with one sink, which stores the stream
+     * in order. Check every acked seq by value too (holes, several sinks). */
+    if (n && !stop_flag) {
+        int64_t tc = mono_ns();
+        r->sink_absent = pg_count_absent(smp->pg, a, n, r->pg_err, sizeof r->pg_err);
+        fprintf(stderr, "loadgen: checked %zu acked seqs in PostgreSQL in %.2f s\n", n,
+                (double)(mono_ns() - tc) / 1e9);
+    }
+    free(a);
+}
 
 static void on_sigint(int sig)
 {
@@ -2058,15 +2615,27 @@ int main(int argc, char **argv)
     /* set-up over one keep-alive connection */
     hconn_t h = {&o, -1};
     if (canvas_info(&h, &o)) return 1;
+    sampler_t smp;
+    memset(&smp, 0, sizeof smp);
+    if (o.pg && sampler_open(&smp, &o)) {
+        sampler_close(&smp);
+        return 1;
+    }
     run_t run;
     memset(&run, 0, sizeof run);
     run.o = &o;
     run.placer_tokens = xcalloc((size_t)(o.placers ? o.placers : 1), sizeof *run.placer_tokens);
     int64_t tg = mono_ns();
     for (int i = 0; i < o.placers; i++)
-        if (!(run.placer_tokens[i] = new_guest(&h))) return 1;
+        if (!(run.placer_tokens[i] = new_guest(&h))) {
+            sampler_close(&smp);
+            return 1;
+        }
     char *viewer = new_guest(&h);
-    if (!viewer) return 1;
+    if (!viewer) {
+        sampler_close(&smp);
+        return 1;
+    }
     run.viewer_token = viewer;
     if (h.fd >= 0) close(h.fd);
     fprintf(stderr, "loadgen: %d guest session(s) in %.2f s; canvas %dx%d, %d colours\n",
@@ -2090,6 +2659,7 @@ int main(int argc, char **argv)
     for (int t = 0; t < o.threads; t++)
         if (pthread_create(&run.w[t].th, NULL, worker_main, &run.w[t]) != 0) {
             fprintf(stderr, "loadgen: cannot start thread %d\n", t);
+            sampler_close(&smp);
             return 1;
         }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -2136,6 +2706,9 @@ int main(int argc, char **argv)
         /* measurement */
         t0 = mono_ns() + 20 * NS_PER_MS;
         atomic_store(&run.t0, t0);
+        /* its first poll (the baseline) is before t0 */
+        if (o.pg && sampler_start(&smp))
+            fprintf(stderr, "loadgen: --pg: cannot start the sampler thread\n");
         atomic_store(&run.phase, PH_MEASURE);
         sleep_ns(t0 - mono_ns());
         r.p_t0 = proc_sample(o.api_pid);
@@ -2206,6 +2779,7 @@ int main(int argc, char **argv)
         r.disc_during += w->disconnects_during;
         r.late_skipped += w->late_skipped;
         r.skipped_closed += w->skipped_closed;
+        r.held += w->held;
         r.pings += w->pings;
         r.send_fail += w->send_fail;
         if (w->loop_max_ns > r.loop_max_ns) r.loop_max_ns = w->loop_max_ns;
@@ -2231,10 +2805,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "\n");
         free(ack.v);
         free(r.secs);
+        sampler_close(&smp);
         run_free(&run);
         return 1;
     }
     if (r.measured_s <= 0) r.measured_s = o.duration;
+    if (o.pg) {
+        sink_finish(&run, &smp, &r, t0, t0 + (int64_t)(r.measured_s * NS_PER_S));
+        sampler_close(&smp);
+    }
     broadcast_join(&run, &r, &bc);
     r.ack = lat_of(&ack);
     r.bc = lat_of(&bc);
