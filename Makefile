@@ -5,6 +5,7 @@
 #   make up / down  the same stack in the background / stop it
 #   make test       install, build, run every test (unit, integration, browser)
 #   make test-asan  the whole test suite against the ASan+UBSan build
+#   make bench      the performance table (tests/bench/README.md), JSON in tests/bench/results/
 #   make clean
 
 SHELL := /bin/bash
@@ -54,13 +55,25 @@ $(BUILD)/%.o: %.c
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-# the WebSocket load generator (tests/bench/README.md): libc + OpenSSL only
+# benchmarks (tests/bench/README.md): the WebSocket load generator (libc,
+# OpenSSL, libpq for the sink-lag sampler), the image encoder bench (links the
+# real snapshot/timelapse code) and the bare epoll reference writer (libc only)
 LOADGEN := $(BUILD)/bench/loadgen
-bench-bins: $(LOADGEN)
+IMGBENCH := $(BUILD)/bench/imgbench
+EPWRITER := $(BUILD)/bench/epwriter
+bench-bins: $(LOADGEN) $(IMGBENCH) $(EPWRITER)
 $(LOADGEN): tests/bench/loadgen.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(shell pkg-config --cflags --libs openssl 2>/dev/null) -lm
+	$(Q)$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(shell pkg-config --cflags --libs openssl libpq 2>/dev/null) -lm
+$(IMGBENCH): tests/bench/imgbench.c $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $< -o $@ $(LIBCOMMON) $(PKG_LIBS) -lm $(LDFLAGS)
+$(EPWRITER): tests/bench/epwriter.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS)
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
@@ -118,9 +131,15 @@ test-asan: deps
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins bench-bins
 	@PLACE_BIN=build/asan/bin PLACE_UNIT=build/asan/tests tests/run.sh
 
+# the performance table (tests/bench/README.md); release build only
+bench: deps
+	@$(MAKE) --no-print-directory all bench-bins
+	@/usr/bin/python3 tests/bench/bench.py
+
 check: test
 
 clean:
 	rm -rf build bin
 
 -include $(COMMON_OBJ:.o=.d) $(API_OBJ:.o=.d) $(WORKER_OBJ:.o=.d)
+-include $(LOADGEN).d $(IMGBENCH).d $(EPWRITER).d

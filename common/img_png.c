@@ -113,11 +113,17 @@ static void encode_body(png_structp png, png_infop info, void *arg)
     png_write_end(png, info);
 }
 
-/* Largest value in n bytes (a reduction gcc vectorises). */
+/* Largest value in n bytes. The fixed-length inner loop is what gcc's -O2
+ * vectoriser (the "very cheap" cost model: no epilogue loops) accepts; the
+ * plain loop stays scalar and costs 2 ms on a 2000x2000 canvas. */
 static uint8_t max_byte(const uint8_t *p, size_t n)
 {
     uint8_t m = 0;
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; n - i >= 64; i += 64)
+        for (size_t k = 0; k < 64; k++)
+            m = p[i + k] > m ? p[i + k] : m;
+    for (; i < n; i++)
         m = p[i] > m ? p[i] : m;
     return m;
 }

@@ -10,7 +10,7 @@ PACKAGES=(
   libmicrohttpd-dev libwslay-dev libhiredis-dev libpq-dev librabbitmq-dev
   libssl-dev zlib1g-dev libpng-dev libjansson-dev libinih-dev libcmocka-dev
   redis-server redis-tools postgresql postgresql-client rabbitmq-server nginx-light
-  curl python3 python3-websockets pngcheck apngdis procps iproute2
+  curl python3 python3-websockets pngcheck apngdis procps iproute2 wrk
   chromium nodejs
 )
 

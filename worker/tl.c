@@ -24,7 +24,7 @@ static int64_t mono_ms(void)
 typedef struct tl_state {
     const cfg_t *cfg;
     const timelapse_params_t *p;
-    uint8_t *canvas; /* canvas width * height */
+    uint8_t *canvas; /* canvas width * height (the caller's) */
     uint8_t *frame;  /* one rendered frame (region, scale), fw * fh */
     int fw, fh, depth;
     bool direct; /* scale 1: frames are deflated straight from the canvas */
@@ -103,14 +103,17 @@ static int on_event(void *arg, const canvas_event_t *ev)
     return 0;
 }
 
-int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_params_t *p,
-           tl_progress_fn progress, void *arg, tl_result_t *res, char *err, size_t errlen)
+int tl_render(const cfg_t *cfg, const timelapse_params_t *p, uint8_t *canvas, tl_scan_fn scan,
+              void *src, tl_progress_fn progress, void *arg, uint8_t **apng, size_t *len,
+              int64_t *events, char *err, size_t errlen)
 {
-    memset(res, 0, sizeof *res);
+    *apng = NULL;
+    *len = 0;
+    *events = 0;
     err[0] = '\0';
-    int w = cfg->canvas.width, h = cfg->canvas.height;
     tl_state_t s = {.cfg = cfg,
                     .p = p,
+                    .canvas = canvas,
                     .fw = timelapse_frame_width(p),
                     .fh = timelapse_frame_height(p),
                     .depth = img_png_bit_depth(cfg->canvas.palette_len),
@@ -121,20 +124,65 @@ int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_param
                     .tick_ms = mono_ms(),
                     .err = err,
                     .errlen = errlen};
-    res->width = s.fw;
-    res->height = s.fh;
+    int rc = 0;
+    s.frame = malloc((size_t)s.fw * (size_t)s.fh);
+    if (!s.frame) {
+        snprintf(err, errlen, "no memory for a %dx%d frame", s.fw, s.fh);
+        rc = -ENOMEM;
+        goto done;
+    }
+
+    rc = scan(src, on_event, &s);
+    while (rc == 0 && s.next < p->frames)
+        rc = emit(&s); /* frames after the last event */
+    if (rc == 0) rc = tick(&s, true);
+    if (rc) goto done;
+    *events = s.events;
+
+    rc = apng_finish(s.apng, apng, len);
+    if (rc) snprintf(err, errlen, "apng: %s", px_strerror(rc));
+
+done:
+    apng_free(s.apng);
+    free(s.frame);
+    return rc;
+}
+
+/* tl_render's event source for a job: pixel_events after the start
+ * snapshot, up to `to`. */
+typedef struct db_scan {
+    db_t *db;
+    int64_t after_seq, until_ms;
+} db_scan_t;
+
+static int scan_db(void *src, db_event_fn fn, void *arg)
+{
+    db_scan_t *d = src;
+    return db_events_scan_range(d->db, d->after_seq, d->until_ms, fn, arg);
+}
+
+int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_params_t *p,
+           tl_progress_fn progress, void *arg, tl_result_t *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    err[0] = '\0';
+    int w = cfg->canvas.width, h = cfg->canvas.height;
+    res->width = timelapse_frame_width(p);
+    res->height = timelapse_frame_height(p);
     int64_t t0 = mono_ms();
+    uint8_t *canvas = NULL, *apng = NULL;
+    size_t len = 0;
 
     /* Start from the newest snapshot that shows no event after `from`. */
     int64_t seq_from = 0, min_seq = 0;
     int rc = db_events_seq_at(db, p->from_ms, &seq_from);
     if (rc == 0) rc = db_events_min_seq(db, &min_seq);
     if (rc == 0) {
-        rc = db_snapshot_at_or_before(db, w, h, seq_from, &s.canvas, &res->base_seq);
+        rc = db_snapshot_at_or_before(db, w, h, seq_from, &canvas, &res->base_seq);
         if (rc == PX_ENOTFOUND) {
             res->base_seq = 0;
-            s.canvas = calloc(1, (size_t)w * (size_t)h);
-            rc = s.canvas ? 0 : -ENOMEM;
+            canvas = calloc(1, (size_t)w * (size_t)h);
+            rc = canvas ? 0 : -ENOMEM;
         }
     }
     if (rc) {
@@ -151,46 +199,29 @@ int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_param
         rc = PX_ENOTFOUND;
         goto done;
     }
-    s.frame = malloc((size_t)s.fw * (size_t)s.fh);
-    if (!s.frame) {
-        snprintf(err, errlen, "no memory for a %dx%d frame", s.fw, s.fh);
-        rc = -ENOMEM;
-        goto done;
-    }
 
-    rc = db_events_scan_range(db, res->base_seq, p->to_ms, on_event, &s);
+    db_scan_t scan = {.db = db, .after_seq = res->base_seq, .until_ms = p->to_ms};
+    rc = tl_render(cfg, p, canvas, scan_db, &scan, progress, arg, &apng, &len, &res->events, err,
+                   errlen);
     if (rc == PX_EBACKEND && !err[0]) snprintf(err, errlen, "%s", db_errstr(db));
-    while (rc == 0 && s.next < p->frames)
-        rc = emit(&s); /* frames after the last event */
-    if (rc == 0) rc = tick(&s, true);
     if (rc) goto done;
-    res->events = s.events;
-
-    uint8_t *apng = NULL;
-    size_t len = 0;
-    rc = apng_finish(s.apng, &apng, &len);
-    if (rc) {
-        snprintf(err, errlen, "apng: %s", px_strerror(rc));
-        goto done;
-    }
     res->apng_bytes = len;
     res->render_ms = (int)(mono_ms() - t0);
+
     t0 = mono_ms();
     db_timelapse_row_t row = {.job_id = job_id,
                               .apng = apng,
                               .len = len,
                               .frames = p->frames,
                               .fps = p->fps,
-                              .width = s.fw,
-                              .height = s.fh};
+                              .width = res->width,
+                              .height = res->height};
     rc = db_timelapse_store(db, &row);
     if (rc) snprintf(err, errlen, "%s", rc == PX_EBACKEND ? db_errstr(db) : px_strerror(rc));
     res->store_ms = (int)(mono_ms() - t0);
-    free(apng);
 
 done:
-    apng_free(s.apng);
-    free(s.frame);
-    free(s.canvas);
+    free(apng);
+    free(canvas);
     return rc;
 }

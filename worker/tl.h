@@ -15,9 +15,14 @@
 #include "px.h"
 #include "timelapse.h"
 
-/* zlib level of the frames: 6 costs little more than 1 on palette frames
- * (most of their rows repeat) and saves space in PostgreSQL and on the wire. */
-#define TL_PNG_LEVEL 6
+/* zlib level of the frames: where the curve bends. tests/bench/imgbench,
+ * 60 frames of a 2000x2000 canvas with 200,000 random placements (APNG MB,
+ * ms per frame; with 20,000 placements in brackets): level 1 47.4 / 27
+ * (32.0 / 18); 2 46.3 / 31; 3 45.3 / 46-50; 4 43.1 / 39-52 (29.0 / 28-30);
+ * 5 42.0 / 54-57 (28.2 / 38); 6 41.5 / 90-95 (27.8 / 62). 4 takes about
+ * half the time of 6 for 4 % more bytes; above it each level costs much
+ * time for about 1 %, below it 1 saves another third to half for 10 %. */
+#define TL_PNG_LEVEL 4
 
 /* Called between frames (at least every TL_TICK_MS while frames are being
  * written) with the fraction done (0..1). Returns 0 to go on, anything else
@@ -32,6 +37,27 @@ typedef struct tl_result {
     int width, height; /* of one frame */
     int render_ms, store_ms;
 } tl_result_t;
+
+/* Where tl_render's events come from: calls fn(fn_arg, ev) for each event
+ * to replay, in seq order, stopping at the first non-zero return, which it
+ * returns; 0 at the end, or its own error code. tl_run reads pixel_events;
+ * the image benchmark (tests/bench/imgbench.c) feeds synthetic events. */
+typedef int (*tl_scan_fn)(void *src, db_event_fn fn, void *fn_arg);
+
+/* The part of tl_run without PostgreSQL: from canvas (borrowed, cfg's
+ * width*height bytes; modified: it ends as the canvas after the last event)
+ * as it was at p->from_ms, replays the events scan(src, ...) delivers (none
+ * placed after p->to_ms) and builds the APNG of p: *apng (gives: free()),
+ * *len and *events (out, events replayed). progress/arg as for tl_run.
+ * Returns 0;
+ *   PX_EPROTO  the canvas holds an index outside the palette;
+ *   -ENOMEM    a frame or the APNG did not fit in memory;
+ *   whatever scan or progress returned when it stopped.
+ * err (out, errlen) says why, except for a scan error that scan did not
+ * describe (err is then left empty). Keeps nothing: any thread. */
+PX_MUST_CHECK int tl_render(const cfg_t *cfg, const timelapse_params_t *p, uint8_t *canvas,
+                            tl_scan_fn scan, void *src, tl_progress_fn progress, void *arg,
+                            uint8_t **apng, size_t *len, int64_t *events, char *err, size_t errlen);
 
 /* Runs timelapse job `job_id` (borrowed) with parameters p (borrowed; valid:
  * timelapse_params_decode checked them) on db (borrowed). cfg (borrowed)
