@@ -179,6 +179,59 @@ int db_events_insert(db_t *d, const canvas_event_t *ev, size_t n, size_t *insert
     return 0;
 }
 
+/* Records the error of a failed COPY (r may be NULL) and drops a broken
+ * connection. */
+static int copy_failed(db_t *d, PGconn *c, PGresult *r)
+{
+    const char *ss = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(d->sqlstate, sizeof d->sqlstate, "%s", ss ? ss : "");
+    set_err(d, "copy", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    PQclear(r);
+    while ((r = PQgetResult(c))) PQclear(r);
+    if (PQstatus(c) != CONNECTION_OK) {
+        PQfinish(d->c);
+        d->c = NULL;
+        return PX_EBACKEND;
+    }
+    return data_error(d->sqlstate) ? PX_EPROTO : PX_EBACKEND;
+}
+
+int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted)
+{
+    *inserted = 0;
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ensure_day(d, ev[i].time_ms)) return PX_EBACKEND;
+    }
+    PGconn *c = db_conn(d);
+    if (!c) return PX_EBACKEND;
+    buf_t b;
+    buf_init(&b);
+    buf_reserve(&b, n * 128);
+    for (size_t i = 0; i < n; i++) {
+        char ts[32];
+        proto_time_format(ev[i].time_ms, ts);
+        buf_printf(&b, "%s\t%lld\t%d\t%d\t%d\t%s\t%s\n", ev[i].id, (long long)ev[i].seq, ev[i].x,
+                   ev[i].y, ev[i].color, ev[i].user_id, ts);
+    }
+    PGresult *r = PQexec(c, "COPY pixel_events (id, seq, x, y, color, user_id, created_at) "
+                            "FROM STDIN");
+    if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+        buf_deinit(&b);
+        return copy_failed(d, c, r);
+    }
+    PQclear(r);
+    int ok = PQputCopyData(c, b.data, (int)b.len) == 1 && PQputCopyEnd(c, NULL) == 1;
+    buf_deinit(&b);
+    r = PQgetResult(c);
+    if (!ok || !r || PQresultStatus(r) != PGRES_COMMAND_OK) return copy_failed(d, c, r);
+    *inserted = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    while ((r = PQgetResult(c))) PQclear(r);
+    d->sqlstate[0] = '\0';
+    return 0;
+}
+
 int db_events_max_seq(db_t *d, int64_t *seq)
 {
     PGresult *r = db_exec(d, "SELECT coalesce(max(seq), 0) FROM pixel_events", 0, NULL);

@@ -47,6 +47,14 @@ PX_MUST_CHECK int db_ping(db_t *d);
 PX_MUST_CHECK int db_events_insert(db_t *d, const canvas_event_t *ev, size_t n,
                                    size_t *inserted);
 
+/* The fast path of the event sink: the same rows as db_events_insert in one
+ * COPY ... FROM STDIN (text format), all or nothing. Not idempotent: a row
+ * already stored (a redelivered entry) fails the whole COPY with SQLSTATE
+ * 23505 and PX_EPROTO, like any data error, and nothing is inserted; the
+ * caller then falls back to db_events_insert. Returns 0 (*inserted = n),
+ * PX_EPROTO or PX_EBACKEND as db_events_insert. */
+PX_MUST_CHECK int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted);
+
 /* Largest seq in pixel_events (0 when empty). */
 PX_MUST_CHECK int db_events_max_seq(db_t *d, int64_t *seq);
 

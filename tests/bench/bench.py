@@ -16,7 +16,8 @@ STATE_DIR and ports, see BENCH_ENV) emptied first, and our release binaries
 Prints one table (figure, ours, ceiling, ratio, target, met) and writes every
 raw figure to tests/bench/results/bench-<UTC time>.json and latest.json.
 Exit status: 0 when every step ran (targets missed are reported, not fatal),
-1 when a step could not run. BENCH_QUICK=1 shortens every window (a smoke run).
+1 when a step could not run. BENCH_QUICK=1 shortens every window (a smoke run);
+BENCH_ONLY=word,... runs only the steps whose title holds one of the words.
 """
 import json
 import os
@@ -47,6 +48,9 @@ import harness  # noqa: E402  (reads the services' env at import)
 from harness import Api, free_port, redis, reset_state, sql  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# BENCH_ONLY=word,word: only the steps whose title holds one of the words
+# (the canvas and the api always run), e.g. BENCH_ONLY=ingest,wrk
+ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 BENCH = os.path.join(ROOT, "build", "release", "bench")
 RESULTS = os.path.join(ROOT, "tests", "bench", "results")
 OUT = os.path.join(ROOT, "tests", "out", "bench")
@@ -75,6 +79,8 @@ def run(cmd, timeout=600, **kw):
 def step(name):
     """Runs the decorated function now; a failure is recorded, not fatal."""
     def deco(fn):
+        if ONLY and not any(w in name for w in ONLY + ["api:", "canvas:"]):
+            return fn
         t0 = time.time()
         print(f"== {name}", flush=True)
         try:
@@ -325,7 +331,7 @@ def ms(v):
 def _throughput():
     ceiling = figures["redisCeiling"]["placementsPerSec"]
     r = loadgen(api, "throughput", "--clients", 202, "--placers", 200, "--probes", 2,
-                "--rate", int(ceiling * 1.5), "--max-inflight", 8, "--duration", secs(15, 5),
+                "--rate", int(ceiling * 1.5), "--max-inflight", 4, "--duration", secs(15, 5),
                 "--pg", PG_APP_URL)
     acked = r["placements"]["acked"]
     lag = r.get("sink_lag_ms") or {}

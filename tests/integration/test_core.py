@@ -359,6 +359,41 @@ def test_sink_claims_dead_consumers_pending():
     assert rows() == n0 + 20
 
 
+def test_sink_redelivered_row_in_a_batch():
+    # The sink COPYs a batch; a batch holding an entry stored before (a
+    # redelivery after a crash between COMMIT and XACK) makes COPY fail as a
+    # whole and goes through the idempotent INSERT: the new rows are stored,
+    # the old one is not doubled, nothing is dead-lettered.
+    global api
+    tok, _ = api.guest()
+    st, _, b = place(tok, 7, 301, 3)
+    assert st == 201
+    wait_for(lambda: rows(f"seq = {b['seq']}") == 1, what="first row stored")
+    old = sql(f"SELECT replace(id::text, '-', ''), seq, x, y, color, user_id, "
+              f"(extract(epoch FROM created_at) * 1000)::bigint FROM pixel_events WHERE seq = {b['seq']}")[0]
+    assert api.stop() == 0
+    n0, dead0 = rows(), redis_int("XLEN", "canvas:events:dead")
+    uid = "00000000-0000-4000-8000-00000000beef"
+    now = int(time.time() * 1000)
+    seqs = []
+    for i in range(6):
+        if i == 3:  # the old row again, in the middle of the batch
+            redis("XADD", "canvas:events", "*", "id", old[0], "seq", old[1], "x", old[2], "y", old[3],
+                  "c", old[4], "u", old[5], "t", old[6])
+        seq = redis_int("INCR", "canvas:seq")
+        seqs.append(seq)
+        redis("SETRANGE", "canvas:main", 302 * W + i, chr(2))
+        redis("XADD", "canvas:events", "*", "id", "%032x" % random.getrandbits(128), "seq", seq,
+              "x", i, "y", 302, "c", 2, "u", uid, "t", now)
+    api = Api("api").start()
+    s = ",".join(map(str, seqs))
+    wait_for(lambda: rows(f"seq IN ({s})") == 6, timeout=30, what="the new rows stored")
+    wait_for(lambda: redis_int("XPENDING", "canvas:events", "sink") == 0, what="all acked")
+    assert rows() == n0 + 6
+    assert rows(f"seq = {old[1]}") == 1
+    assert redis_int("XLEN", "canvas:events:dead") == dead0
+
+
 def test_poison_entry_dead_lettered():
     n0 = rows()
     redis("XADD", "canvas:events", "*", "id", "zz", "seq", "x")
@@ -437,7 +472,8 @@ TESTS = [
     test_bad_input_changes_nothing, test_banned_user_refused, test_bad_config_exits_2,
     test_history_validation, test_gzip_and_etag,
     test_health_ready, test_static_index, test_postgres_outage_loses_nothing,
-    test_sink_claims_dead_consumers_pending, test_poison_entry_dead_lettered, test_restart_rebuilds_lost_canvas,
+    test_sink_claims_dead_consumers_pending, test_sink_redelivered_row_in_a_batch,
+    test_poison_entry_dead_lettered, test_restart_rebuilds_lost_canvas,
     test_rebuild_includes_unsunk_stream_entries, test_sigterm_flushes_and_exits_zero,
 ]
 
