@@ -316,6 +316,12 @@ def _epwriter():
     row(f"fan-out frames per server CPU-second ({clients:,} clients, {b} B)", ours,
         ceiling=refv, unit="frames/cpu-s", target=">= 80% of epoll writer",
         ok=ours >= 0.8 * refv)
+    rounds = ref.get("rounds_per_s_per_thread") or ref.get("rounds_per_s")
+    if rounds:
+        # the floor under any broadcast latency at this many clients: one
+        # round of writes, each thread writing to its half of the sockets
+        row(f"one broadcast round to {clients:,} clients, bare epoll writer (2 threads)",
+            1000 / rounds, unit="ms")
 
 
 def stored_ok(lag):
@@ -341,6 +347,8 @@ def _throughput():
     whole = acked / stored_s if stored_ok(lag) else 0
     figures["wholePath"] = {"acked": acked, "accepted_per_s": r["placements"]["acceptedPerSec"],
                             "stored_per_s": whole, "sink_lag_ms": lag}
+    row("flat out: placements acked/s (200 sockets, 4 in flight each)",
+        r["placements"]["acceptedPerSec"], ceiling=ceiling, unit="/s")
     row("whole path placements/s (WS > Lua > pub/sub > sink > PG)", whole, ceiling=ceiling,
         unit="/s", target=">= 60% of redis-benchmark", ok=whole >= 0.6 * ceiling)
 
