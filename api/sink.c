@@ -29,6 +29,10 @@ struct sink {
     char (*all_ids)[48]; /* every entry of the batch (incl. poison) */
     size_t n, n_all, cap;
     bool seq_checked; /* canvas:seq raised to the PostgreSQL maximum */
+    /* the next batch, read from Redis while PostgreSQL stored this one
+     * (only when reading new entries; NULL otherwise) */
+    bool prefetch;
+    redisReply *next;
 };
 
 int64_t sink_lag_ms(const sink_t *s) { return atomic_load(&s->lag_ms); }
@@ -93,6 +97,20 @@ static void collect(sink_t *s, redisReply *entries)
     }
 }
 
+/* Reads the next batch of new entries (without blocking) into s->next when
+ * the loop is reading new entries and none is waiting yet. They are
+ * delivered to this consumer now and stored after the current batch, in
+ * order; if the process dies first they are in its pending list. */
+static void prefetch(sink_t *s)
+{
+    if (!s->prefetch || s->next) return;
+    const cfg_t *cfg = s->app->cfg;
+    redisReply *r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s >", RDS_GROUP,
+                                cfg->instance, cfg->sink.batch, RDS_KEY_EVENTS);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements) s->next = r;
+    else if (r) freeReplyObject(r);
+}
+
 /* Stores s->ev: one statement; on a data error row by row so that only the
  * bad rows are dead-lettered. Retries backend errors with capped backoff
  * until stored or give_up(). Returns 0 when every entry may be acked. */
@@ -103,8 +121,13 @@ static int store(sink_t *s)
         size_t inserted = 0;
         /* COPY first (about twice the rows/s of the INSERT); a batch it
          * refuses (an entry stored before and redelivered, or bad data)
-         * goes through the idempotent INSERT, row by row if need be */
-        int rc = db_events_copy(s->db, s->ev, s->n, &inserted);
+         * goes through the idempotent INSERT, row by row if need be. While
+         * PostgreSQL stores the rows, the next batch is read from Redis. */
+        int rc = s->n ? db_events_copy_begin(s->db, s->ev, s->n) : 0;
+        if (rc == 0 && s->n) {
+            prefetch(s);
+            rc = db_events_copy_end(s->db, &inserted);
+        }
         if (rc == PX_EPROTO) rc = db_events_insert(s->db, s->ev, s->n, &inserted);
         if (rc == 0) {
             atomic_fetch_add(&s->stored, inserted);
@@ -239,7 +262,12 @@ static void *run(void *arg)
         backoff = 100;
         redisReply *r;
         bool claim = false;
-        if (own_pending) {
+        s->prefetch = false;
+        if (s->next) { /* read while the last batch was being stored */
+            r = s->next;
+            s->next = NULL;
+            s->prefetch = !stopping;
+        } else if (own_pending) {
             r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s 0", RDS_GROUP,
                             cfg->instance, cfg->sink.batch, RDS_KEY_EVENTS);
         } else if (app_mono_ms() >= next_claim) {
@@ -254,6 +282,7 @@ static void *run(void *arg)
             r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d BLOCK %d STREAMS %s >",
                             RDS_GROUP, cfg->instance, cfg->sink.batch, cfg->sink.block_ms,
                             RDS_KEY_EVENTS);
+            s->prefetch = true;
         }
         if (!r || r->type == REDIS_REPLY_ERROR) {
             log_warn("sink_redis", "%s", r ? r->str : rds_errstr(s->rds));
@@ -301,6 +330,7 @@ void sink_stop(sink_t *s)
     atomic_store(&s->stopping, true);
     pthread_join(s->th, NULL);
     log_info("sink_stopped", "stored %llu events", (unsigned long long)sink_stored(s));
+    if (s->next) freeReplyObject(s->next); /* still pending: read again after a restart */
     rds_free(s->rds);
     db_free(s->db);
     free(s->ev);

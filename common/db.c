@@ -196,10 +196,8 @@ static int copy_failed(db_t *d, PGconn *c, PGresult *r)
     return data_error(d->sqlstate) ? PX_EPROTO : PX_EBACKEND;
 }
 
-int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted)
+int db_events_copy_begin(db_t *d, const canvas_event_t *ev, size_t n)
 {
-    *inserted = 0;
-    if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
         if (ensure_day(d, ev[i].time_ms)) return PX_EBACKEND;
     }
@@ -207,7 +205,7 @@ int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted
     if (!c) return PX_EBACKEND;
     buf_t b;
     buf_init(&b);
-    buf_reserve(&b, n * 128);
+    buf_reserve(&b, n * 128 + 1);
     for (size_t i = 0; i < n; i++) {
         char ts[32];
         proto_time_format(ev[i].time_ms, ts);
@@ -223,13 +221,30 @@ int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted
     PQclear(r);
     int ok = PQputCopyData(c, b.data, (int)b.len) == 1 && PQputCopyEnd(c, NULL) == 1;
     buf_deinit(&b);
-    r = PQgetResult(c);
-    if (!ok || !r || PQresultStatus(r) != PGRES_COMMAND_OK) return copy_failed(d, c, r);
+    if (!ok) return copy_failed(d, c, PQgetResult(c));
+    return 0;
+}
+
+int db_events_copy_end(db_t *d, size_t *inserted)
+{
+    *inserted = 0;
+    PGconn *c = d->c;
+    if (!c) return PX_EBACKEND;
+    PGresult *r = PQgetResult(c);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) return copy_failed(d, c, r);
     *inserted = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     while ((r = PQgetResult(c))) PQclear(r);
     d->sqlstate[0] = '\0';
     return 0;
+}
+
+int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted)
+{
+    *inserted = 0;
+    if (n == 0) return 0;
+    int rc = db_events_copy_begin(d, ev, n);
+    return rc ? rc : db_events_copy_end(d, inserted);
 }
 
 int db_events_max_seq(db_t *d, int64_t *seq)

@@ -54,6 +54,12 @@ PX_MUST_CHECK int db_events_insert(db_t *d, const canvas_event_t *ev, size_t n,
  * caller then falls back to db_events_insert. Returns 0 (*inserted = n),
  * PX_EPROTO or PX_EBACKEND as db_events_insert. */
 PX_MUST_CHECK int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted);
+/* db_events_copy in two halves, so the caller can work while PostgreSQL
+ * stores the rows: _begin sends the COPY and every row (n > 0) and returns
+ * without waiting for the result; _end waits for it. After a _begin that
+ * returned 0, call _end before any other use of d. */
+PX_MUST_CHECK int db_events_copy_begin(db_t *d, const canvas_event_t *ev, size_t n);
+PX_MUST_CHECK int db_events_copy_end(db_t *d, size_t *inserted);
 
 /* Largest seq in pixel_events (0 when empty). */
 PX_MUST_CHECK int db_events_max_seq(db_t *d, int64_t *seq);

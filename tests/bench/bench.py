@@ -362,12 +362,16 @@ def _l10k():
 def _epwriter():
     clients = secs(5000, 2000)
     b = int(figures.get("avgFrameBytes", 200))
-    path = os.path.join(RESULTS, "epwriter.json")
-    run([os.path.join(BENCH, "epwriter"), "--clients", clients, "--frame-bytes", b,
-         "--duration", secs(8, 3), "--threads", 2, "--json", path])
-    with open(path) as f:
-        ref = json.load(f)
-    figures["epwriter"] = ref
+    # best of two runs: the ceiling is what the bare writer can do here
+    refs = []
+    for i in range(2):
+        path = os.path.join(RESULTS, f"epwriter-{i}.json")
+        run([os.path.join(BENCH, "epwriter"), "--clients", clients, "--frame-bytes", b,
+             "--duration", secs(8, 3), "--threads", 2, "--json", path])
+        with open(path) as f:
+            refs.append(json.load(f))
+    ref = max(refs, key=lambda r: r.get("frames_per_cpu_s") or 0)
+    figures["epwriter"] = refs
     ours = (figures.get("fanout-5k") or {}).get("framesPerCpuSecond")
     refv = ref.get("frames_per_cpu_s") or ref.get("framesPerCpuSecond")
     assert ours and refv, f"missing fan-out figures (ours {ours}, reference {refv})"
@@ -428,6 +432,9 @@ error_log {prefix}/error.log;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
     server {{
         listen 127.0.0.1:{port};
         root {prefix};
