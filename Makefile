@@ -57,7 +57,8 @@ $(BUILD)/%.o: %.c
 
 # benchmarks (tests/bench/README.md): the WebSocket load generator (libc,
 # OpenSSL, libpq for the sink-lag sampler), the image encoder bench (links the
-# real snapshot/timelapse code) and the bare epoll reference writer (libc only)
+# worker's own snapshot/timelapse objects) and the bare epoll reference writer
+# (libc only)
 LOADGEN := $(BUILD)/bench/loadgen
 IMGBENCH := $(BUILD)/bench/imgbench
 EPWRITER := $(BUILD)/bench/epwriter
@@ -66,10 +67,11 @@ $(LOADGEN): tests/bench/loadgen.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(shell pkg-config --cflags --libs openssl libpq 2>/dev/null) -lm
-$(IMGBENCH): tests/bench/imgbench.c $(LIBCOMMON)
+IMGBENCH_WORKER := $(BUILD)/worker/snap.o $(BUILD)/worker/tl.o
+$(IMGBENCH): tests/bench/imgbench.c $(IMGBENCH_WORKER) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $< -o $@ $(LIBCOMMON) $(PKG_LIBS) -lm $(LDFLAGS)
+	$(Q)$(CC) $(CPPFLAGS) -Iworker $(CFLAGS) -Wno-missing-prototypes $< -o $@ $(IMGBENCH_WORKER) $(LIBCOMMON) $(PKG_LIBS) -lm $(LDFLAGS)
 $(EPWRITER): tests/bench/epwriter.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")

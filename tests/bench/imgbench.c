@@ -24,10 +24,10 @@
  * own code: tl_render from worker/tl.c, fed by an in-memory event source
  * instead of pixel_events.
  *
- * The Makefile links this file against libcommon.a only, so worker/snap.c
- * and worker/tl.c are compiled in here (they need nothing from the worker
- * beyond libcommon); the levels come from worker/snap.h and worker/tl.h (`snapshot --level`
- * overrides SNAP_PNG_LEVEL, for measuring the trade-off). With --json the figures are one JSON
+ * The Makefile links the worker's own snap.o and tl.o (they need nothing
+ * from the worker beyond libcommon); the levels come from worker/snap.h and
+ * worker/tl.h (`snapshot --level` overrides SNAP_PNG_LEVEL, for measuring
+ * the trade-off). With --json the figures are one JSON
  * object on stdout. Exit status: 0 done, 1 failed, 2 bad options. */
 #include <errno.h>
 #include <limits.h>
@@ -42,8 +42,8 @@
 #include "img_png.h"
 #include "timelapse.h"
 
-#include "../../worker/snap.c"
-#include "../../worker/tl.c"
+#include "snap.h"
+#include "tl.h"
 
 #define DEFAULT_PNG "../shared/data/rplace2017/final-2017.png"
 
