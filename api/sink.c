@@ -29,6 +29,7 @@ struct sink {
     char (*all_ids)[48]; /* every entry of the batch (incl. poison) */
     size_t n, n_all, cap;
     bool seq_checked; /* canvas:seq raised to the PostgreSQL maximum */
+    bool group_ok;    /* the consumer group exists (unknown again after NOGROUP) */
     /* the next batch, read from Redis while PostgreSQL stored this one
      * (only when reading new entries; NULL otherwise) */
     bool prefetch;
@@ -97,6 +98,18 @@ static void collect(sink_t *s, redisReply *entries)
     }
 }
 
+/* Reads up to a batch of entries never delivered to any consumer, waiting
+ * at most block_ms for the first (0 = answer at once). */
+static redisReply *read_new(sink_t *s, int block_ms)
+{
+    const cfg_t *cfg = s->app->cfg;
+    if (block_ms > 0)
+        return rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d BLOCK %d STREAMS %s >",
+                           RDS_GROUP, cfg->instance, cfg->sink.batch, block_ms, RDS_KEY_EVENTS);
+    return rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s >", RDS_GROUP,
+                       cfg->instance, cfg->sink.batch, RDS_KEY_EVENTS);
+}
+
 /* Reads the next batch of new entries (without blocking) into s->next when
  * the loop is reading new entries and none is waiting yet. They are
  * delivered to this consumer now and stored after the current batch, in
@@ -104,9 +117,7 @@ static void collect(sink_t *s, redisReply *entries)
 static void prefetch(sink_t *s)
 {
     if (!s->prefetch || s->next) return;
-    const cfg_t *cfg = s->app->cfg;
-    redisReply *r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s >", RDS_GROUP,
-                                cfg->instance, cfg->sink.batch, RDS_KEY_EVENTS);
+    redisReply *r = read_new(s, 0);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements) s->next = r;
     else if (r) freeReplyObject(r);
 }
@@ -217,10 +228,14 @@ static int process(sink_t *s, redisReply *entries)
  * older than the record) and that the consumer group exists. */
 static int prepare(sink_t *s)
 {
-    redisReply *r = rds_command(s->rds, "XGROUP CREATE %s %s 0 MKSTREAM", RDS_KEY_EVENTS,
-                                RDS_GROUP);
-    if (!r) return PX_EBACKEND;
-    freeReplyObject(r); /* BUSYGROUP is fine */
+    if (!s->group_ok) {
+        redisReply *r = rds_command(s->rds, "XGROUP CREATE %s %s 0 MKSTREAM", RDS_KEY_EVENTS,
+                                    RDS_GROUP);
+        if (!r) return PX_EBACKEND;
+        /* BUSYGROUP: it exists; another error shows again on the read */
+        s->group_ok = r->type != REDIS_REPLY_ERROR || (r->str && strstr(r->str, "BUSYGROUP"));
+        freeReplyObject(r);
+    }
     if (!s->seq_checked) {
         int64_t pgmax, seq;
         if (db_events_max_seq(s->db, &pgmax) == 0 && rds_seq_floor(s->rds, pgmax, &seq) == 0) {
@@ -275,18 +290,14 @@ static void *run(void *arg)
             next_claim = app_mono_ms() + cfg->sink.claim_idle_ms / 2;
             r = rds_command(s->rds, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %d", RDS_KEY_EVENTS,
                             RDS_GROUP, cfg->instance, cfg->sink.claim_idle_ms, cfg->sink.batch);
-        } else if (stopping) {
-            r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s >", RDS_GROUP,
-                            cfg->instance, cfg->sink.batch, RDS_KEY_EVENTS);
         } else {
-            r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d BLOCK %d STREAMS %s >",
-                            RDS_GROUP, cfg->instance, cfg->sink.batch, cfg->sink.block_ms,
-                            RDS_KEY_EVENTS);
-            s->prefetch = true;
+            r = read_new(s, stopping ? 0 : cfg->sink.block_ms);
+            s->prefetch = !stopping;
         }
         if (!r || r->type == REDIS_REPLY_ERROR) {
             log_warn("sink_redis", "%s", r ? r->str : rds_errstr(s->rds));
             bool nogroup = r && r->str && strstr(r->str, "NOGROUP");
+            if (nogroup) s->group_ok = false; /* Redis lost it (restart, FLUSHALL) */
             if (r) freeReplyObject(r);
             if (!nogroup) sleep_ms(200);
             continue;

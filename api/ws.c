@@ -220,8 +220,8 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_msg_recv_arg *arg, void *user);
 
 /* Makes sure c->ws exists: a fresh context gets every setting here, each
- * time it is created. 0, or -1 when wslay could not allocate it (c->ws stays
- * NULL; the caller kills the connection). A context is only ever freed
+ * time it is created. 0, or -1 when wslay could not allocate it: the
+ * connection is then killed (c->ws stays NULL). A context is only ever freed
  * between frames, so a new one starts where the stream stands. */
 static int ctx_get(ws_conn_t *c)
 {
@@ -230,7 +230,10 @@ static int ctx_get(ws_conn_t *c)
     static const struct wslay_event_callbacks cbs = {recv_cb, send_cb, genmask_cb, NULL,
                                                      NULL,    NULL,    on_msg_recv_cb};
     wslay_event_context_ptr ws;
-    if (wslay_event_context_server_init(&ws, &cbs, c) != 0) return -1;
+    if (wslay_event_context_server_init(&ws, &cbs, c) != 0) {
+        ws_conn_kill(c, "out of memory (wslay context)");
+        return -1;
+    }
     wslay_event_config_set_max_recv_msg_length(ws, (uint64_t)c->ht->cfg->ws.max_message_bytes);
     c->ws = ws;
     return 0;
@@ -376,10 +379,7 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
 void ws_conn_send_text(ws_conn_t *c, const char *s, size_t n)
 {
     if (c->state == WS_DEAD || c->drop_after_flush) return; /* nothing more goes out */
-    if (ctx_get(c) != 0) {
-        ws_conn_kill(c, "out of memory (wslay context)");
-        return;
-    }
+    if (ctx_get(c) != 0) return;
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)s, n};
     if (wslay_event_queue_msg(c->ws, &m) != 0) return; /* close already queued: kept */
     if (!c->in_wslay) after_io(c); /* else the caller of wslay_event_recv does it */
@@ -571,10 +571,7 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
 void ws_conn_read(ws_conn_t *c)
 {
     if (c->state == WS_DEAD) return;
-    if (ctx_get(c) != 0) {
-        ws_conn_kill(c, "out of memory (wslay context)");
-        return;
-    }
+    if (ctx_get(c) != 0) return;
     c->round_bytes = 0;
     c->in_wslay = true;
     int rc = wslay_event_recv(c->ws);
@@ -649,10 +646,7 @@ void ws_conn_close(ws_conn_t *c, uint16_t code, const char *reason)
         c->close_at_ms = c->ht->now_ms + CLOSE_GRACE_MS;
     }
     if (!c->drop_after_flush) { /* else our own close frame is already queued */
-        if (ctx_get(c) != 0) {
-            ws_conn_kill(c, "out of memory (wslay context)");
-            return;
-        }
+        if (ctx_get(c) != 0) return;
         if (!wslay_event_get_close_sent(c->ws))
             wslay_event_queue_close(c->ws, code, (const uint8_t *)reason,
                                     reason ? strlen(reason) : 0);
@@ -700,10 +694,7 @@ void ws_conn_sweep(ws_conn_t *c, int64_t now)
         return;
     }
     if (now - c->last_rx_ms >= (int64_t)cfg->ws.ping_interval_s * 1000) {
-        if (ctx_get(c) != 0) {
-            ws_conn_kill(c, "out of memory (wslay context)");
-            return;
-        }
+        if (ctx_get(c) != 0) return;
         struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
         if (wslay_event_queue_msg(c->ws, &m) == 0) c->ping_sent_ms = now;
         after_io(c); /* sends the ping and gives the context back */

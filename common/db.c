@@ -239,14 +239,6 @@ int db_events_copy_end(db_t *d, size_t *inserted)
     return 0;
 }
 
-int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted)
-{
-    *inserted = 0;
-    if (n == 0) return 0;
-    int rc = db_events_copy_begin(d, ev, n);
-    return rc ? rc : db_events_copy_end(d, inserted);
-}
-
 int db_events_max_seq(db_t *d, int64_t *seq)
 {
     PGresult *r = db_exec(d, "SELECT coalesce(max(seq), 0) FROM pixel_events", 0, NULL);

@@ -48,16 +48,15 @@ PX_MUST_CHECK int db_events_insert(db_t *d, const canvas_event_t *ev, size_t n,
                                    size_t *inserted);
 
 /* The fast path of the event sink: the same rows as db_events_insert in one
- * COPY ... FROM STDIN (text format), all or nothing. Not idempotent: a row
- * already stored (a redelivered entry) fails the whole COPY with SQLSTATE
- * 23505 and PX_EPROTO, like any data error, and nothing is inserted; the
- * caller then falls back to db_events_insert. Returns 0 (*inserted = n),
- * PX_EPROTO or PX_EBACKEND as db_events_insert. */
-PX_MUST_CHECK int db_events_copy(db_t *d, const canvas_event_t *ev, size_t n, size_t *inserted);
-/* db_events_copy in two halves, so the caller can work while PostgreSQL
- * stores the rows: _begin sends the COPY and every row (n > 0) and returns
- * without waiting for the result; _end waits for it. After a _begin that
- * returned 0, call _end before any other use of d. */
+ * COPY ... FROM STDIN (text format), all or nothing, in two halves so the
+ * caller can work while PostgreSQL stores the rows. _begin sends the COPY
+ * and every row (n > 0) and returns without waiting; _end waits for the
+ * result (*inserted = n). After a _begin that returned 0, call _end before
+ * any other use of d. Not idempotent: a row already stored (a redelivered
+ * entry) fails the whole COPY with SQLSTATE 23505 and PX_EPROTO, like any
+ * data error, and nothing is inserted; the caller then falls back to
+ * db_events_insert. Both return 0, PX_EPROTO or PX_EBACKEND as
+ * db_events_insert. */
 PX_MUST_CHECK int db_events_copy_begin(db_t *d, const canvas_event_t *ev, size_t n);
 PX_MUST_CHECK int db_events_copy_end(db_t *d, size_t *inserted);
 

@@ -127,10 +127,6 @@ def loadgen(api, name, *args, timeout=300):
     return r
 
 
-def psql(query):
-    return sql(query)
-
-
 def lua_script():
     """The placement script, exactly as common/rds.c sends it."""
     with open(os.path.join(ROOT, "common", "rds.c")) as f:
@@ -232,8 +228,13 @@ def _redis_ceiling():
     figures["redisCeiling"] = {"placementsPerSec": rps, "n": n, "sha": sha}
 
 
+def psql_meta(command):
+    """A psql backslash command (\\copy) as the owner."""
+    run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", harness.PG_URL_OWNER, "-c", command])
+
+
 def pg_max_seq():
-    return int(psql("SELECT coalesce(max(seq), 0) FROM pixel_events")[0][0])
+    return int(sql("SELECT coalesce(max(seq), 0) FROM pixel_events")[0][0])
 
 
 @step("sink ingest of a backlog vs plain COPY of the same rows (empty tables, before any load)")
@@ -260,29 +261,27 @@ def _ingest():
             m = pg_max_seq()
             t = time.monotonic()
             if m >= base and t_first is None:
-                t_first, first = t, int(psql(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}")[0][0])
+                t_first, first = t, int(sql(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}")[0][0])
             if m >= base + n - 1:
                 break
             time.sleep(0.02)
         t_last = time.monotonic()
-        got = int(psql(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}")[0][0])
+        got = int(sql(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}")[0][0])
         assert got == n, f"the sink stored {got} of {n} rows"
         ingest = (n - first) / (t_last - t_first) if t_last > t_first else float("inf")
     finally:
         a2.stop()
     dump = os.path.join(OUT, "rows.copy")
-    run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", harness.PG_URL_OWNER, "-c",
-         f"\\copy (SELECT id, seq, x, y, color, user_id, created_at FROM pixel_events "
-         f"WHERE seq >= {base}) TO '{dump}'"])
+    psql_meta(f"\\copy (SELECT id, seq, x, y, color, user_id, created_at FROM pixel_events "
+              f"WHERE seq >= {base}) TO '{dump}'")
     # the same table shape as pixel_events: partitioned by day, same indexes
-    psql("DROP TABLE IF EXISTS bench_copy; "
+    sql("DROP TABLE IF EXISTS bench_copy; "
          "CREATE TABLE bench_copy (LIKE pixel_events INCLUDING ALL) PARTITION BY RANGE (created_at); "
          "CREATE TABLE bench_copy_default PARTITION OF bench_copy DEFAULT;")
     t0 = time.monotonic()
-    run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", harness.PG_URL_OWNER, "-c",
-         f"\\copy bench_copy FROM '{dump}'"])
+    psql_meta(f"\\copy bench_copy FROM '{dump}'")
     copy_s = time.monotonic() - t0
-    psql("DROP TABLE bench_copy;")
+    sql("DROP TABLE bench_copy;")
     os.unlink(dump)
     copy_rate = n / copy_s
     figures["ingest"] = {"rows": n, "sinkRowsPerSec": ingest, "copyRowsPerSec": copy_rate}
