@@ -70,8 +70,9 @@ test('pixel_placed_in_one_page_appears_in_the_other', async ({api, newPage, shot
   const pb = await clientOf(b, 10, 20);
   await waitFor(async () => (await screenColour(b, pb)) === PALETTE[5], {what: 'pixel drawn in page B'});
   assertEq(await screenColour(a, pa), PALETTE[5], 'page A shows it');
-  const {bytes} = await api.canvas();
-  assertEq(bytes[20 * 500 + 10], 5, 'server canvas');
+  // GET /api/v1/canvas is re-encoded at most every [canvas] cache_ms (250 ms)
+  await waitFor(async () => (await api.canvas()).bytes[20 * 500 + 10] === 5,
+    {what: 'pixel in the server canvas'});
   await sameCanvas(b, api);
   // page B selects it: who placed it and when (history API and live updates)
   await b.click('#palette button[data-colour="-1"]');
@@ -376,7 +377,8 @@ test('admin_bans_a_user_and_that_users_page_says_so', async ({api, newPage, shot
   await user.waitForSelector('#banner:not([hidden])');
   assert(/banned/i.test(await text(user, '#banner')), 'banner text');
   await waitFor(async () => (await pixel(user, 40, 40)) === 0, {what: 'rolled back on the user page'});
-  assertEq((await api.canvas()).bytes[40 * 500 + 40], 0, 'rolled back on the server');
+  await waitFor(async () => (await api.canvas()).bytes[40 * 500 + 40] === 0,
+    {what: 'rolled back on the server (canvas re-encoded within cache_ms)'});
   // the page goes on showing the canvas (a guest session to watch), still banned
   await live(user);
   assert(await isVisible(user, '#banner'), 'still says banned after reconnecting');
