@@ -26,6 +26,7 @@
 
 #include "hub_internal.h"
 #include "app.h"
+#include "buf.h"
 #include "log.h"
 #include "proto.h"
 #include "rds.h"
@@ -316,23 +317,58 @@ static void notice_all(hub_thread_t *ht, const char *json)
 }
 
 /* "u <seq> <x> <y> <color> <uid> <time_ms>" -> one update object */
+/* the next space-separated field of s[*i..len) */
+static bool next_field(const char *s, size_t len, size_t *i, const char **f, size_t *n)
+{
+    if (*i >= len) return false;
+    const char *sp = memchr(s + *i, ' ', len - *i);
+    size_t end = sp ? (size_t)(sp - s) : len;
+    *f = s + *i;
+    *n = end - *i;
+    *i = sp ? end + 1 : len;
+    return *n > 0;
+}
+
+/* "u <seq> <x> <y> <color> <userId> <ms>" -> one JSON update in the batch.
+ * Runs for every placement, so it parses and prints without stdio. */
 static bool batch_update(hub_thread_t *ht, const char *s, size_t len)
 {
-    char line[160];
-    if (len >= sizeof line) return false;
-    memcpy(line, s, len);
-    line[len] = '\0';
-    long long seq, t;
-    int x, y, col, n = 0;
-    char uid[40];
-    if (sscanf(line, "u %lld %d %d %d %39s %lld%n", &seq, &x, &y, &col, uid, &t, &n) != 6 ||
-        (size_t)n != len || !proto_uuid_valid(uid))
+    int64_t v[4], t;
+    const char *f, *uid;
+    size_t n, uidn, i = 2; /* past "u " */
+    for (int k = 0; k < 4; k++)
+        if (!next_field(s, len, &i, &f, &n) || !proto_parse_i64(f, n, &v[k]) || v[k] < 0 ||
+            v[k] > INT32_MAX)
+            return false;
+    if (!next_field(s, len, &i, &uid, &uidn) || uidn != 36 || !next_field(s, len, &i, &f, &n) ||
+        !proto_parse_i64(f, n, &t) || f + n != s + len)
         return false;
-    buf_putc(&ht->batch, ht->batch_n ? ',' : '[');
-    buf_printf(&ht->batch,
-               "{\"type\":\"update\",\"x\":%d,\"y\":%d,\"color\":%d,\"seq\":%lld,"
-               "\"userId\":\"%s\",\"time\":%lld}",
-               x, y, col, seq, uid, t);
+    char ubuf[37];
+    memcpy(ubuf, uid, 36);
+    ubuf[36] = '\0';
+    if (!proto_uuid_valid(ubuf)) return false;
+    buf_t *b = &ht->batch;
+    buf_reserve(b, 200);
+    char *p = b->data + b->len;
+    *p++ = ht->batch_n ? ',' : '[';
+#define PUT_LIT(lit) (memcpy(p, (lit), sizeof(lit) - 1), p += sizeof(lit) - 1)
+    PUT_LIT("{\"type\":\"update\",\"x\":");
+    p = buf_fmt_i64(p, v[1]);
+    PUT_LIT(",\"y\":");
+    p = buf_fmt_i64(p, v[2]);
+    PUT_LIT(",\"color\":");
+    p = buf_fmt_i64(p, v[3]);
+    PUT_LIT(",\"seq\":");
+    p = buf_fmt_i64(p, v[0]);
+    PUT_LIT(",\"userId\":\"");
+    memcpy(p, ubuf, 36);
+    p += 36;
+    PUT_LIT("\",\"time\":");
+    p = buf_fmt_i64(p, t);
+    *p++ = '}';
+#undef PUT_LIT
+    b->len = (size_t)(p - b->data);
+    b->data[b->len] = '\0';
     ht->batch_n++;
     atomic_fetch_add(&ht->app->ws_updates, 1);
     return true;
@@ -499,8 +535,12 @@ static void *thread_main(void *arg)
             c->on_again = false;
             ws_conn_read(c);
         }
-        if (ht->idx == 0 && ht->batch_n && ht->now_ms - ht->last_flush_ms >= tick_now(ht))
-            flush_batch(ht);
+        /* this round's placements go to Redis now, before a broadcast slice */
+        rds_async_flush(&ht->place);
+        if (ht->idx == 0) {
+            rds_async_flush(&ht->sub);
+            if (ht->batch_n && ht->now_ms - ht->last_flush_ms >= tick_now(ht)) flush_batch(ht);
+        }
         bcast_run(ht);
         reap(ht);
         if (ht->stopping) {

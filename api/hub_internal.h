@@ -56,8 +56,8 @@ typedef struct ws_conn {
     struct ws_conn *reap_next;   /* reap list (after WS_DEAD) */
     struct ws_conn *again_next;  /* read budget used up: read again next round */
     /* wslay's event context (about 8.8 kB), NULL while wslay holds no state
-     * for us: created on demand by ws.c, freed after each wslay call that
-     * leaves it empty */
+     * for us: created on demand by ws.c, freed once it is empty and the
+     * client sent nothing for a second */
     wslay_event_context_ptr ws;
     char *extra; /* bytes MHD read past the handshake */
     ws_out_t *q; /* ring, NULL while empty */

@@ -36,17 +36,23 @@ static void del_read(void *p)
     update(ra);
 }
 
+/* Once connected, output is not written on EPOLLOUT but by rds_async_flush
+ * at the end of the hub's round: the commands of a whole round go out in
+ * one write, at once (not one round later, after a broadcast slice), and
+ * epoll interest changes only when the socket is full. */
 static void add_write(void *p)
 {
     rds_async_t *ra = p;
-    if (ra->_want & EPOLLOUT) return;
-    ra->_want |= EPOLLOUT;
+    ra->_wpend = true;
+    if ((ra->_want & EPOLLOUT) || (ra->_ac && (ra->_ac->c.flags & REDIS_CONNECTED))) return;
+    ra->_want |= EPOLLOUT; /* connecting: the connect completes on writable */
     update(ra);
 }
 
 static void del_write(void *p)
 {
     rds_async_t *ra = p;
+    ra->_wpend = false;
     if (!(ra->_want & EPOLLOUT)) return;
     ra->_want &= ~(uint32_t)EPOLLOUT;
     update(ra);
@@ -59,6 +65,7 @@ static void cleanup(void *p)
         epoll_ctl(ra->_epfd, EPOLL_CTL_DEL, ra->_ac->c.fd, NULL);
     ra->_registered = false;
     ra->_want = 0;
+    ra->_wpend = false;
 }
 
 /* ------------------------------------------------------------------ state */
@@ -69,6 +76,7 @@ static void lost(rds_async_t *ra, const char *why)
     ra->_ac = NULL;
     ra->_registered = false;
     ra->_want = 0;
+    ra->_wpend = false;
     bool was_up = ra->_up;
     ra->_up = false;
     if (ra->_freeing) return;
@@ -159,6 +167,17 @@ void rds_async_on_event(rds_async_t *ra, uint32_t events)
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) redisAsyncHandleRead(ac);
     /* the read may have lost (and freed) the context */
     if (ra->_ac == ac && (events & (EPOLLOUT | EPOLLERR))) redisAsyncHandleWrite(ac);
+}
+
+void rds_async_flush(rds_async_t *ra)
+{
+    redisAsyncContext *ac = ra->_ac;
+    if (!ac || !ra->_wpend || (ra->_want & EPOLLOUT) || !(ac->c.flags & REDIS_CONNECTED)) return;
+    redisAsyncHandleWrite(ac); /* calls del_write when all is written (or loses ac) */
+    if (ra->_ac == ac && ra->_wpend) { /* the socket is full: wait for EPOLLOUT */
+        ra->_want |= EPOLLOUT;
+        update(ra);
+    }
 }
 
 void rds_async_tick(rds_async_t *ra, int64_t now_ms)

@@ -26,7 +26,8 @@ typedef struct rds_async {
     const cfg_t *_cfg;
     int _epfd;
     redisAsyncContext *_ac;
-    uint32_t _want; /* EPOLLIN / EPOLLOUT wanted by hiredis */
+    uint32_t _want; /* EPOLLIN / EPOLLOUT registered with epoll */
+    bool _wpend;    /* hiredis has output to write */
     bool _registered;
     bool _up;
     bool _freeing;
@@ -49,12 +50,15 @@ void rds_async_deinit(rds_async_t *ra);
 
 /* Call from the hub's dispatcher for events on this connection's fd. */
 void rds_async_on_event(rds_async_t *ra, uint32_t events);
+/* Writes the queued commands (call once per round of the hub's loop, after
+ * the events and before anything slow or blocking). */
+void rds_async_flush(rds_async_t *ra);
 /* Call from the hub's timer: reconnects once the backoff has passed. */
 void rds_async_tick(rds_async_t *ra, int64_t now_ms);
 
 bool rds_async_up(const rds_async_t *ra);
 
-/* Queues a command (pipelined; written when the socket is writable).
+/* Queues a command (pipelined; written by the next rds_async_flush).
  * argv/lens are borrowed (copied by hiredis). 0, or PX_EBACKEND when the
  * connection is down (fn is not called then). */
 PX_MUST_CHECK int rds_async_commandargv(rds_async_t *ra, redisCallbackFn *fn, void *privdata,

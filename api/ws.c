@@ -11,9 +11,10 @@
  *
  * An idle connection holds only its ws_conn_t. wslay's event context (about
  * 8.8 kB, mostly its 4 KiB input and output buffers) is created when bytes
- * arrive or something must go out through wslay, and freed again as soon as
- * it holds nothing (ctx_release); the send-queue ring is freed whenever it
- * drains. */
+ * arrive or something must go out through wslay (pings, pongs, close), and
+ * freed once it holds nothing and no byte came in for CTX_KEEP_MS
+ * (ctx_release); text messages are framed by us when wslay holds nothing to
+ * send (send_direct). The send-queue ring is freed whenever it drains. */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "hub_internal.h"
+#include "buf.h"
 #include "log.h"
 #include "proto.h"
 #include "rds.h"
@@ -39,6 +41,10 @@
 #define READ_BUDGET (64 * 1024) /* bytes per connection per round: fairness */
 #define MAX_INFLIGHT 4          /* placements per connection waiting for Redis */
 #define CLOSE_GRACE_MS 2000     /* wait this long for the peer's close */
+#define CTX_KEEP_MS 1000        /* keep a wslay context this long after a read */
+
+/* appends a string literal at p and moves p past it */
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
 
 /* ------------------------------------------------------------------ queue */
 
@@ -250,6 +256,9 @@ static void ctx_release(ws_conn_t *c)
 {
     if (!c->ws || c->in_wslay || c->state != WS_OPEN || c->drop_after_flush || c->close_code)
         return;
+    /* a connection that is sending keeps it (no 8.8 kB calloc per message):
+     * the sweep frees it a second or two after the last byte came in */
+    if (c->ht->now_ms - c->last_rx_ms < CTX_KEEP_MS) return;
     if (!wslay_event_get_read_enabled(c->ws) || !wslay_event_get_write_enabled(c->ws) ||
         wslay_event_want_write(c->ws) || wslay_event_get_close_sent(c->ws) ||
         wslay_event_get_close_received(c->ws) || !wsframe_idle(&c->rx))
@@ -376,9 +385,46 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
 
 /* ------------------------------------------------------------------ messages */
 
+/* Frames a text message ourselves, straight into the queue: server frames
+ * are unmasked, so this is a header in front of the bytes. Only while the
+ * connection is open and wslay holds nothing to send (no queued pong, no
+ * close), so the wire order stays the order of the calls; acks, errors and
+ * the welcome thus need no wslay context. */
+static bool send_direct(ws_conn_t *c, const char *s, size_t n)
+{
+    if (c->state != WS_OPEN || c->close_code)
+        return false;
+    if (c->ws && (wslay_event_want_write(c->ws) || wslay_event_get_close_sent(c->ws) ||
+                  wslay_event_get_close_received(c->ws) || !wslay_event_get_write_enabled(c->ws)))
+        return false;
+    uint8_t h[10];
+    size_t hl;
+    h[0] = 0x81; /* FIN, text */
+    if (n < 126) {
+        h[1] = (uint8_t)n;
+        hl = 2;
+    } else if (n < 65536) {
+        h[1] = 126;
+        h[2] = (uint8_t)(n >> 8);
+        h[3] = (uint8_t)n;
+        hl = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        hl = 10;
+    }
+    q_append_own(c, h, hl);
+    q_append_own(c, (const uint8_t *)s, n);
+    return true;
+}
+
 void ws_conn_send_text(ws_conn_t *c, const char *s, size_t n)
 {
     if (c->state == WS_DEAD || c->drop_after_flush) return; /* nothing more goes out */
+    if (send_direct(c, s, n)) {
+        if (!c->in_wslay) after_io(c);
+        return;
+    }
     if (ctx_get(c) != 0) return;
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)s, n};
     if (wslay_event_queue_msg(c->ws, &m) != 0) return; /* close already queued: kept */
@@ -470,14 +516,27 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
         switch (rc) {
         case 0: {
             atomic_fetch_add(&ht->app->placed_by_color[pr->p.color & 255], 1);
-            char ack[200];
-            int n = snprintf(ack, sizeof ack,
-                             "{\"type\":\"ack\",\"x\":%d,\"y\":%d,\"color\":%d,\"seq\":%lld,"
-                             "\"cooldown\":%.3f,\"cooldownMs\":%lld,\"id\":\"%s\"}",
-                             pr->p.x, pr->p.y, pr->p.color, (long long)res.seq,
-                             (double)res.cooldown_ms / 1000.0, (long long)res.cooldown_ms,
-                             pr->a.id);
-            ws_conn_send_text(c, ack, (size_t)n);
+            /* {"type":"ack","x":..,"y":..,"color":..,"seq":..,"cooldown":s.mmm,
+             * "cooldownMs":..,"id":".."}, per placement, so without printf */
+            char ack[256], *p = ack;
+            PUT_LIT(p, "{\"type\":\"ack\",\"x\":");
+            p = buf_fmt_i64(p, pr->p.x);
+            PUT_LIT(p, ",\"y\":");
+            p = buf_fmt_i64(p, pr->p.y);
+            PUT_LIT(p, ",\"color\":");
+            p = buf_fmt_i64(p, pr->p.color);
+            PUT_LIT(p, ",\"seq\":");
+            p = buf_fmt_i64(p, res.seq);
+            PUT_LIT(p, ",\"cooldown\":");
+            p = buf_fmt_milli(p, res.cooldown_ms);
+            PUT_LIT(p, ",\"cooldownMs\":");
+            p = buf_fmt_i64(p, res.cooldown_ms);
+            PUT_LIT(p, ",\"id\":\"");
+            size_t idn = strnlen(pr->a.id, sizeof pr->a.id);
+            memcpy(p, pr->a.id, idn);
+            p += idn;
+            PUT_LIT(p, "\"}");
+            ws_conn_send_text(c, ack, (size_t)(p - ack));
             break;
         }
         case PX_ECOOLDOWN: {
@@ -693,6 +752,7 @@ void ws_conn_sweep(ws_conn_t *c, int64_t now)
             ws_conn_kill(c, "no answer to ping");
         return;
     }
+    ctx_release(c); /* idle for CTX_KEEP_MS */
     if (now - c->last_rx_ms >= (int64_t)cfg->ws.ping_interval_s * 1000) {
         if (ctx_get(c) != 0) return;
         struct wslay_event_msg m = {WSLAY_PING, NULL, 0};

@@ -72,6 +72,40 @@ void buf_printf(buf_t *b, const char *fmt, ...)
     va_end(ap);
 }
 
+char *buf_fmt_i64(char *dst, int64_t v)
+{
+    /* the magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *dst++ = '-';
+    while (n) *dst++ = tmp[--n];
+    return dst;
+}
+
+char *buf_fmt_milli(char *dst, int64_t v)
+{
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0) *dst++ = '-';
+    dst = buf_fmt_i64(dst, (int64_t)(u / 1000)); /* < 2^63 / 1000: fits */
+    unsigned f = (unsigned)(u % 1000);
+    dst[0] = '.';
+    dst[1] = (char)('0' + f / 100);
+    dst[2] = (char)('0' + f / 10 % 10);
+    dst[3] = (char)('0' + f % 10);
+    return dst + 4;
+}
+
+void buf_put_i64(buf_t *b, int64_t v)
+{
+    char tmp[20];
+    buf_append(b, tmp, (size_t)(buf_fmt_i64(tmp, v) - tmp));
+}
+
 char *buf_steal(buf_t *b, size_t *len)
 {
     if (!b->data) buf_reserve(b, 0), b->data[0] = '\0';

@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct buf {
     char *data; /* NULL until the first append */
@@ -22,6 +23,13 @@ void buf_puts(buf_t *b, const char *s);
 void buf_putc(buf_t *b, char c);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Number formatting without printf, for hot paths. buf_fmt_i64 writes v in
+ * decimal at dst (at most 20 bytes, no NUL) and returns the end;
+ * buf_fmt_milli writes v / 1000 with three decimals, as printf's "%.3f" of
+ * v / 1000.0 would (at most 22 bytes). */
+char *buf_fmt_i64(char *dst, int64_t v);
+char *buf_fmt_milli(char *dst, int64_t v);
+void buf_put_i64(buf_t *b, int64_t v);
 /* Gives the data (caller frees with free()) and leaves b empty. Never NULL. */
 char *buf_steal(buf_t *b, size_t *len);
 

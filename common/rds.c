@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "proto.h"
 #include "xalloc.h"
 
@@ -185,18 +186,32 @@ static int reply_error(rds_t *r, redisReply *rep)
 
 /* ------------------------------------------------------------------ place */
 
+/* a NUL-terminated copy of at most cap - 1 bytes of s */
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+    size_t n = strnlen(s, cap - 1);
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+/* decimal v, NUL-terminated (dst has room for its digits, sign and NUL) */
+static void put_num(char *dst, int64_t v) { *buf_fmt_i64(dst, v) = '\0'; }
+
+/* Per placement, so without printf. */
 void rds_place_args(const rds_place_req_t *q, rds_place_args_t *a)
 {
     a->byte = (unsigned char)q->color;
-    snprintf(a->off, sizeof a->off, "%zu", (size_t)q->y * (size_t)q->width + (size_t)q->x);
-    snprintf(a->cd, sizeof a->cd, "%lld", (long long)q->cooldown_ms);
-    snprintf(a->xs, sizeof a->xs, "%d", q->x);
-    snprintf(a->ys, sizeof a->ys, "%d", q->y);
-    snprintf(a->cs, sizeof a->cs, "%d", q->color);
-    snprintf(a->size, sizeof a->size, "%zu", (size_t)q->width * (size_t)q->height);
-    snprintf(a->cdkey, sizeof a->cdkey, "cooldown:user:%s", q->user_id);
-    snprintf(a->uid, sizeof a->uid, "%s", q->user_id);
-    snprintf(a->id, sizeof a->id, "%s", q->id);
+    put_num(a->off, (int64_t)q->y * q->width + q->x);
+    put_num(a->cd, q->cooldown_ms);
+    put_num(a->xs, q->x);
+    put_num(a->ys, q->y);
+    put_num(a->cs, q->color);
+    put_num(a->size, (int64_t)q->width * q->height);
+    static const char pfx[] = "cooldown:user:";
+    memcpy(a->cdkey, pfx, sizeof pfx - 1);
+    copy_str(a->cdkey + sizeof pfx - 1, sizeof a->cdkey - (sizeof pfx - 1), q->user_id);
+    copy_str(a->uid, sizeof a->uid, q->user_id);
+    copy_str(a->id, sizeof a->id, q->id);
     const char *argv[RDS_PLACE_ARGC] = {
         "EVALSHA", rds_place_sha(), "6", RDS_KEY_CANVAS, RDS_KEY_SEQ, RDS_KEY_EVENTS, a->cdkey,
         RDS_KEY_BANNED, RDS_KEY_SETTINGS, a->uid, a->off, (const char *)&a->byte, a->cd, a->id,

@@ -560,6 +560,19 @@ async def _control_and_ban(api):
     for cl in (a1, a2, b, c):
         assert (await cl.expect("reset"))["seq"] == 77
 
+    # updates come from the placement script's "u <seq> <x> <y> <color>
+    # <userId> <ms>" lines: malformed ones are dropped, a good one arrives
+    # exactly (the hub parses and prints these without stdio)
+    for bad in ["u 1 2 3", f"u -1 2 3 4 {ua} 5", "u 9 1 2 3 not-a-uuid-at-all-not-a-uuid-at-all 5",
+                f"u 9 1 2 3 {ua} 5 extra", f"u 9 1 2 3 {ua}", f"u 9  1 2 3 {ua} 5",
+                f"u 9 1 2 x {ua} 5", f"u 99999999999999999999 1 2 3 {ua} 5", f"u 9 1 2 3 {ua} 5 ",
+                f"u 9 1 2 3 {ua[:-1]}g 5", "u "]:
+        redis("PUBLISH", "canvas:updates", bad)
+    redis("PUBLISH", "canvas:updates", f"u 123456 7 8 9 {ua} 1700000000000")
+    m = await b.expect("update")
+    assert m == {"type": "update", "x": 7, "y": 8, "color": 9, "seq": 123456, "userId": ua,
+                 "time": 1700000000000}, m
+
     # a banned user (banned:users, as for REST) is refused over the socket
     redis("SADD", "banned:users", uc)
     seq0 = redis("GET", "canvas:seq").strip()

@@ -326,6 +326,63 @@ static void test_steal_large(void **state)
     free(d);
 }
 
+/* buf_fmt_i64 / buf_fmt_milli / buf_put_i64 against printf: the edges of
+ * int64, every power of ten and its neighbours, and a pseudo-random sweep. */
+static void check_i64(int64_t v)
+{
+    char want[32], got[32];
+    snprintf(want, sizeof want, "%lld", (long long)v);
+    char *e = buf_fmt_i64(got, v);
+    assert_in_range(e - got, 1, 20);
+    *e = '\0';
+    assert_string_equal(got, want);
+
+    /* milli: the exact reference from integers; printf's %.3f where the
+     * double holds v exactly */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    snprintf(want, sizeof want, "%s%llu.%03llu", v < 0 ? "-" : "",
+             (unsigned long long)(u / 1000), (unsigned long long)(u % 1000));
+    e = buf_fmt_milli(got, v);
+    assert_in_range(e - got, 5, 22);
+    *e = '\0';
+    assert_string_equal(got, want);
+    if (v > -(1LL << 50) && v < (1LL << 50)) {
+        snprintf(want, sizeof want, "%.3f", (double)v / 1000.0);
+        assert_string_equal(got, want);
+    }
+
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "n=");
+    buf_put_i64(&b, v);
+    snprintf(want, sizeof want, "n=%lld", (long long)v);
+    assert_string_equal(b.data, want);
+    assert_buf_invariants(&b);
+    buf_deinit(&b);
+}
+
+static void test_fmt_numbers(void **state)
+{
+    (void)state;
+    check_i64(0);
+    check_i64(INT64_MAX);
+    check_i64(INT64_MIN);
+    check_i64(INT64_MIN + 1);
+    for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10) {
+        for (int64_t d = -1; d <= 1; d++) {
+            check_i64(p + d);
+            check_i64(-(p + d));
+        }
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        check_i64((int64_t)x);
+        check_i64((int64_t)(x >> (x % 64)));  /* all magnitudes */
+        check_i64(-(int64_t)(x % 100000)); /* small negatives */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_steal_takes_ownership),
         cmocka_unit_test(test_steal_empty_never_null),
         cmocka_unit_test(test_steal_large),
+        cmocka_unit_test(test_fmt_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
