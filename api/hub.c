@@ -316,7 +316,6 @@ static void notice_all(hub_thread_t *ht, const char *json)
     post_frame_all(ht, hub__frame_text(json, strlen(json)));
 }
 
-/* "u <seq> <x> <y> <color> <uid> <time_ms>" -> one update object */
 /* the next space-separated field of s[*i..len) */
 static bool next_field(const char *s, size_t len, size_t *i, const char **f, size_t *n)
 {
@@ -512,7 +511,12 @@ static void *thread_main(void *arg)
             uint32_t e = evs[i].events;
             switch (kind) {
             case HUB_EV_CONN: ws_conn_on_event(evs[i].data.ptr, e); break;
-            case HUB_EV_REDIS: rds_async_on_event(evs[i].data.ptr, e); break;
+            case HUB_EV_REDIS:
+                ht->hold_writes = true;
+                rds_async_on_event(evs[i].data.ptr, e);
+                ht->hold_writes = false;
+                ws_conn_write_held(ht);
+                break;
             case HUB_EV_WAKE: drain_inbox(ht); break;
             case HUB_EV_TIMER: {
                 uint64_t x;

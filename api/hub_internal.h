@@ -55,6 +55,7 @@ typedef struct ws_conn {
     struct ws_conn *prev, *next; /* live list */
     struct ws_conn *reap_next;   /* reap list (after WS_DEAD) */
     struct ws_conn *again_next;  /* read budget used up: read again next round */
+    struct ws_conn *held_next;   /* output held during a Redis read (hub.held) */
     /* wslay's event context (about 8.8 kB), NULL while wslay holds no state
      * for us: created on demand by ws.c, freed once it is empty and the
      * client sent nothing for a second */
@@ -73,6 +74,9 @@ typedef struct ws_conn {
     uint16_t inflight;   /* placements waiting for Redis */
     uint8_t state;
     bool on_again;
+    bool on_held;
+    bool short_read_ends; /* this read: a short read() means drained (no EOF seen) */
+    bool drained;         /* the last read() was short: the next would say EAGAIN */
     bool in_wslay;         /* inside wslay_event_recv: defer sending */
     bool peer_gone;        /* read saw EOF or an error */
     bool drop_after_flush; /* slow consumer: close once the close frame is out */
@@ -99,6 +103,10 @@ struct hub_thread {
     ws_conn_t *again;
     rds_async_t place; /* placements (EVALSHA), pipelined */
     rds_async_t sub;   /* hub 0: the canvas:updates subscription */
+    /* while Redis replies are handled, messages to clients are queued and the
+     * connections listed here, then written once each (4 acks, one write) */
+    bool hold_writes;
+    ws_conn_t *held;
     bool sub_ever_up;
     /* inbox: any thread -> this hub */
     pthread_mutex_t mu;
@@ -137,6 +145,8 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *c);
 void ws_conn_on_event(ws_conn_t *c, uint32_t events);
 /* reads (within the round's budget) and handles what arrived */
 void ws_conn_read(ws_conn_t *c);
+/* Writes the output held for each connection on ht->held. */
+void ws_conn_write_held(hub_thread_t *ht);
 /* Writes n (<= HUB_MAX_FRAMES) shared frames in order with one syscall;
  * what the socket does not take is queued by reference. borrowed: f. */
 void ws_conn_send_frames(ws_conn_t *c, hub_frame_t *const *f, int n);

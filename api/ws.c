@@ -285,6 +285,10 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
         }
         return (ssize_t)n;
     }
+    if (c->drained) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     if (c->round_bytes >= READ_BUDGET) {
         if (!c->on_again) {
             c->on_again = true;
@@ -297,6 +301,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     for (;;) {
         ssize_t r = read(c->fd, buf, len);
         if (r > 0) {
+            if ((size_t)r < len && c->short_read_ends) c->drained = true;
             wsframe_feed(&c->rx, buf, (size_t)r); /* exactly what wslay gets */
             c->round_bytes += (uint32_t)r;
             c->last_rx_ms = c->ht->now_ms;
@@ -422,7 +427,16 @@ void ws_conn_send_text(ws_conn_t *c, const char *s, size_t n)
 {
     if (c->state == WS_DEAD || c->drop_after_flush) return; /* nothing more goes out */
     if (send_direct(c, s, n)) {
-        if (!c->in_wslay) after_io(c);
+        if (c->in_wslay) return; /* the caller of wslay_event_recv writes */
+        if (c->ht->hold_writes) {
+            if (!c->on_held) {
+                c->on_held = true;
+                c->held_next = c->ht->held;
+                c->ht->held = c;
+            }
+            return;
+        }
+        after_io(c);
         return;
     }
     if (ctx_get(c) != 0) return;
@@ -632,6 +646,7 @@ void ws_conn_read(ws_conn_t *c)
     if (c->state == WS_DEAD) return;
     if (ctx_get(c) != 0) return;
     c->round_bytes = 0;
+    c->drained = false;
     c->in_wslay = true;
     int rc = wslay_event_recv(c->ws);
     c->in_wslay = false;
@@ -653,10 +668,31 @@ void ws_conn_read(ws_conn_t *c)
     after_io(c);
 }
 
+void ws_conn_write_held(hub_thread_t *ht)
+{
+    ws_conn_t *c = ht->held;
+    ht->held = NULL;
+    while (c) {
+        ws_conn_t *next = c->held_next;
+        c->on_held = false;
+        c->held_next = NULL;
+        after_io(c); /* returns at once for a dead connection */
+        c = next;
+    }
+}
+
 void ws_conn_on_event(ws_conn_t *c, uint32_t events)
 {
     if (c->state == WS_DEAD) return; /* stale event of a connection killed this round */
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ws_conn_read(c);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        /* edge-triggered: bytes that arrive after a short read raise a new
+         * event, so a short read ends this one (saves the read() that would
+         * say EAGAIN); not when the peer's FIN or an error came with it,
+         * which would raise no new event */
+        c->short_read_ends = !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
+        ws_conn_read(c);
+        c->short_read_ends = false;
+    }
     if (c->state != WS_DEAD && (events & EPOLLOUT) && c->qlen) after_io(c);
 }
 
@@ -732,7 +768,7 @@ void ws_conn_kill(ws_conn_t *c, const char *why)
 
 bool ws_conn_reap(ws_conn_t *c)
 {
-    if (c->inflight || c->on_again) return false;
+    if (c->inflight || c->on_again || c->on_held) return false;
     q_clear(c);
     wslay_event_context_free(c->ws); /* NULL-safe */
     free(c->extra);
