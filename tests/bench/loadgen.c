@@ -265,6 +265,8 @@ typedef struct opts {
     char prefix[128];
     struct in_addr addr;
     int clients, placers, probes, threads, sources;
+    int passive_threads; /* extra threads that only read passive viewers */
+    int nworkers;        /* threads + passive_threads */
     double rate, connect_rate;
     double duration, drain, settle;
     int width, height, colors;
@@ -1079,7 +1081,7 @@ static void pace(worker_t *w)
 static void connect_more(worker_t *w)
 {
     const opts_t *o = w->run->o;
-    int max_pending = (int)(o->connect_rate / 4 / o->threads);
+    int max_pending = (int)(o->connect_rate / 4 / o->nworkers);
     if (max_pending < 16) max_pending = 16;
     while (w->next_connect < w->ncl && w->pending < max_pending && w->next_connect_ns <= w->now) {
         cl_start(w, &w->cl[w->next_connect++]);
@@ -1134,8 +1136,9 @@ static void serve_prio(worker_t *w, int ph)
 {
     struct epoll_event evs[256];
     int64_t t = mono_ns();
-    if (ph == PH_MEASURE && w->last_prio_ns) {
-        /* how long placers and probes went unserved: the generator's own delay */
+    if (ph == PH_MEASURE && w->last_prio_ns && w->id < w->run->o->threads) {
+        /* how long placers and probes went unserved: the generator's own delay
+         * (not measured on --passive-threads workers, which have neither) */
         int64_t gap = t - w->last_prio_ns;
         if (gap > w->loop_max_ns) w->loop_max_ns = gap;
         sec_t *s = sec_at(w, t);
@@ -1649,6 +1652,8 @@ static void usage(FILE *f)
           "  --connect-rate N   connections/s during ramp-up (default 2000)\n"
           "  --sources N        bind to 127.0.0.1..127.0.0.N round-robin (default 1)\n"
           "  --threads T        worker threads (default 1)\n"
+          "  --passive-threads P  P more threads that only read the passive viewers\n"
+          "                     (default 0: each worker reads its share)\n"
           "  --api-pid PID      sample the api's CPU and RSS from /proc\n"
           "  --settle S         seconds between last connect and measurement (default 1)\n"
           "  --drain S          read at least S s after the window, longer while data\n"
@@ -1724,6 +1729,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                                        {"connect-rate", required_argument, NULL, 'c'},
                                        {"sources", required_argument, NULL, 's'},
                                        {"threads", required_argument, NULL, 't'},
+                                       {"passive-threads", required_argument, NULL, 'V'},
                                        {"api-pid", required_argument, NULL, 'a'},
                                        {"settle", required_argument, NULL, 'S'},
                                        {"drain", required_argument, NULL, 'D'},
@@ -1812,6 +1818,10 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             if (!num_arg(name, optarg, 1, MAX_THREADS, &v)) return 2;
             o->threads = (int)v;
             break;
+        case 'V':
+            if (!num_arg(name, optarg, 0, MAX_THREADS, &v)) return 2;
+            o->passive_threads = (int)v;
+            break;
         case 'a':
             if (!num_arg(name, optarg, 1, 1e9, &v)) return 2;
             o->api_pid = (int)v;
@@ -1870,6 +1880,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     }
     if (o->placers == 0) o->rate = 0;
     if (o->threads > o->clients) o->threads = o->clients;
+    int passive = o->clients - o->placers - o->probes;
+    if (o->passive_threads > passive) o->passive_threads = passive > 0 ? passive : 0;
+    o->nworkers = o->threads + o->passive_threads;
     if (o->sources > 1 && (ntohl(o->addr.s_addr) >> 24) != 127) {
         fprintf(stderr, "loadgen: --sources needs a loopback target (127.x.x.x)\n");
         return 2;
@@ -1949,6 +1962,16 @@ static char *new_guest(hconn_t *h)
     return tok;
 }
 
+/* Client i's worker: round-robin over the --threads workers; with
+ * --passive-threads, passive viewers go to those extra workers instead, so
+ * the threads that time placements and probes never read a viewer's bytes. */
+static int worker_of(const opts_t *o, int i)
+{
+    int active = o->placers + o->probes;
+    if (o->passive_threads == 0 || i < active) return i % o->threads;
+    return o->threads + (i - active) % o->passive_threads;
+}
+
 static void worker_init(worker_t *w, run_t *run, int id)
 {
     const opts_t *o = run->o;
@@ -1969,12 +1992,13 @@ static void worker_init(worker_t *w, run_t *run, int id)
     w->rbuf = xmalloc(RBUF_SIZE);
     if (RAND_bytes((unsigned char *)&w->rng, sizeof w->rng) != 1 || w->rng == 0)
         w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)mono_ns() ^ (uint64_t)id;
-    for (int i = id; i < o->clients; i += o->threads)
-        w->ncl++;
+    for (int i = 0; i < o->clients; i++)
+        if (worker_of(o, i) == id) w->ncl++;
     w->cl = xcalloc((size_t)w->ncl, sizeof *w->cl);
     w->pl = xcalloc((size_t)w->ncl, sizeof *w->pl);
-    for (int j = 0, i = id; i < o->clients; i += o->threads, j++) {
-        client_t *c = &w->cl[j];
+    for (int j = 0, i = 0; i < o->clients; i++) {
+        if (worker_of(o, i) != id) continue;
+        client_t *c = &w->cl[j++];
         c->fd = -1;
         c->idx = i;
         if (i < o->placers) {
@@ -1987,7 +2011,7 @@ static void worker_init(worker_t *w, run_t *run, int id)
             c->token = run->viewer_token;
         }
     }
-    w->connect_period_ns = (int64_t)((double)NS_PER_S * o->threads / o->connect_rate);
+    w->connect_period_ns = (int64_t)((double)NS_PER_S * o->nworkers / o->connect_rate);
     if (w->npl && o->rate > 0) {
         double wr = o->rate * w->npl / o->placers; /* this worker's share */
         w->period_ns = (int64_t)((double)NS_PER_S / wr);
@@ -2011,7 +2035,7 @@ static void worker_init(worker_t *w, run_t *run, int id)
 static void run_free(run_t *run)
 {
     const opts_t *o = run->o;
-    for (int t = 0; t < o->threads; t++) {
+    for (int t = 0; t < o->nworkers; t++) {
         worker_t *w = &run->w[t];
         for (int i = 0; i < w->ncl; i++) {
             free(w->cl[i].pl);
@@ -2140,9 +2164,9 @@ static void print_human(const report_t *r)
     double d = r->measured_s;
     fprintf(f,
             "\nplace loadgen: %s:%d%s  clients %d (placers %d, probes %d), rate %.0f/s, "
-            "%.1f s, threads %d, sources %d\n",
+            "%.1f s, threads %d (+%d passive), sources %d\n",
             o->host, o->port, o->prefix, o->clients, o->placers, o->probes, o->rate, d, o->threads,
-            o->sources);
+            o->passive_threads, o->sources);
     fprintf(f, "  canvas %dx%d, %d colours\n", o->width, o->height, o->colors);
     fprintf(f, "connections\n");
     fprintf(f, "  connected %" PRIu64 " / %d in %.2f s, failed %" PRIu64 ":", r->connected,
@@ -2262,10 +2286,12 @@ static int write_json(const report_t *r, const char *path)
     double d = r->measured_s;
     fprintf(f,
             "{\"config\":{\"url\":\"http://%s:%d%s\",\"clients\":%d,\"placers\":%d,"
-            "\"probes\":%d,\"rate\":%.3f,\"duration\":%.3f,\"threads\":%d,\"sources\":%d,"
+            "\"probes\":%d,\"rate\":%.3f,\"duration\":%.3f,\"threads\":%d,"
+            "\"passiveThreads\":%d,\"sources\":%d,"
             "\"connectRate\":%.1f,\"width\":%d,\"height\":%d,\"colors\":%d},\n",
             o->host, o->port, o->prefix, o->clients, o->placers, o->probes, o->rate, o->duration,
-            o->threads, o->sources, o->connect_rate, o->width, o->height, o->colors);
+            o->threads, o->passive_threads, o->sources, o->connect_rate, o->width, o->height,
+            o->colors);
     fprintf(f, "\"measuredSeconds\":%.3f,\"drainSeconds\":%.3f,\n", d, r->drain_s);
     fprintf(f,
             "\"connections\":{\"connected\":%" PRIu64 ",\"failed\":%" PRIu64
@@ -2388,14 +2414,14 @@ static void broadcast_join(run_t *run, report_t *r, i64vec_t *bc)
 {
     const opts_t *o = run->o;
     pairvec_t all = {0};
-    for (int t = 0; t < o->threads; t++) {
+    for (int t = 0; t < o->nworkers; t++) {
         worker_t *w = &run->w[t];
         for (size_t i = 0; i < w->acked.n; i++)
             pairvec_push(&all, w->acked.v[i].seq, w->acked.v[i].ns);
     }
     qsort(all.v, all.n, sizeof *all.v, cmp_pair);
     int nprobes = 0;
-    for (int t = 0; t < o->threads; t++) {
+    for (int t = 0; t < o->nworkers; t++) {
         worker_t *w = &run->w[t];
         for (int i = 0; i < w->ncl; i++) {
             client_t *c = &w->cl[i];
@@ -2425,13 +2451,13 @@ static void sink_finish(run_t *run, sampler_t *smp, report_t *r, int64_t t0, int
 {
     const opts_t *o = run->o;
     size_t total = 0;
-    for (int t = 0; t < o->threads; t++) {
+    for (int t = 0; t < o->nworkers; t++) {
         total += run->w[t].sink_n;
         r->sink_not_recorded += run->w[t].sink_not_recorded;
     }
     pair_t *a = xmalloc(total * sizeof *a);
     size_t n = 0;
-    for (int t = 0; t < o->threads; t++) {
+    for (int t = 0; t < o->nworkers; t++) {
         worker_t *w = &run->w[t];
         if (!w->sink_n) continue;
         memcpy(a + n, w->sink_acks, w->sink_n * sizeof *a);
@@ -2557,7 +2583,7 @@ static void on_sigint(int sig)
 static void progress(run_t *run, const char *what, int64_t since)
 {
     uint64_t con = 0, fail = 0, acks = 0, upd = 0, err = 0, disc = 0;
-    for (int t = 0; t < run->o->threads; t++) {
+    for (int t = 0; t < run->o->nworkers; t++) {
         worker_t *w = &run->w[t];
         con += atomic_load_explicit(&w->pub_connected, memory_order_relaxed);
         fail += atomic_load_explicit(&w->pub_failed, memory_order_relaxed);
@@ -2576,7 +2602,7 @@ static void progress(run_t *run, const char *what, int64_t since)
 static uint64_t run_received(run_t *run)
 {
     uint64_t n = 0;
-    for (int t = 0; t < run->o->threads; t++) {
+    for (int t = 0; t < run->o->nworkers; t++) {
         worker_t *w = &run->w[t];
         n += atomic_load_explicit(&w->pub_updates, memory_order_relaxed) +
              atomic_load_explicit(&w->pub_acks, memory_order_relaxed) +
@@ -2587,7 +2613,7 @@ static uint64_t run_received(run_t *run)
 
 static bool all_connected(run_t *run)
 {
-    for (int t = 0; t < run->o->threads; t++)
+    for (int t = 0; t < run->o->nworkers; t++)
         if (!atomic_load_explicit(&run->w[t].pub_done_connecting, memory_order_acquire))
             return false;
     return true;
@@ -2649,14 +2675,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: warning: cannot read /proc/%d (api CPU/RSS not reported)\n",
                 o.api_pid);
 
-    run.w = xcalloc((size_t)o.threads, sizeof *run.w);
-    for (int t = 0; t < o.threads; t++)
+    run.w = xcalloc((size_t)o.nworkers, sizeof *run.w);
+    for (int t = 0; t < o.nworkers; t++)
         worker_init(&run.w[t], &run, t);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     atomic_store(&run.phase, PH_CONNECT);
-    for (int t = 0; t < o.threads; t++)
+    for (int t = 0; t < o.nworkers; t++)
         if (pthread_create(&run.w[t].th, NULL, worker_main, &run.w[t]) != 0) {
             fprintf(stderr, "loadgen: cannot start thread %d\n", t);
             sampler_close(&smp);
@@ -2684,7 +2710,7 @@ int main(int argc, char **argv)
     sleep_ns((int64_t)(o.settle * NS_PER_S));
     r.p_connected = proc_sample(o.api_pid);
     uint64_t con = 0, fail = 0;
-    for (int t = 0; t < o.threads; t++) {
+    for (int t = 0; t < o.nworkers; t++) {
         con += atomic_load(&run.w[t].pub_connected);
         fail += atomic_load(&run.w[t].pub_failed);
     }
@@ -2752,14 +2778,14 @@ int main(int argc, char **argv)
         progress(&run, "drained", t0);
     }
     atomic_store(&run.phase, PH_DONE);
-    for (int t = 0; t < o.threads; t++)
+    for (int t = 0; t < o.nworkers; t++)
         pthread_join(run.w[t].th, NULL);
 
     /* merge */
     i64vec_t ack = {0}, bc = {0};
     r.nsecs = run.w[0].nsecs;
     r.secs = xcalloc((size_t)r.nsecs, sizeof *r.secs);
-    for (int t = 0; t < o.threads; t++) {
+    for (int t = 0; t < o.nworkers; t++) {
         worker_t *w = &run.w[t];
         r.connected += w->connected;
         r.failed += w->failed;
