@@ -150,8 +150,12 @@ test('api_restarted_under_the_page_reconnects_with_the_right_canvas', async ({ap
     {timeout: 20000, what: 'reconnected'});
   await live(page);
   await sameCanvas(page, api);
+  // the data is right (sameCanvas); the screen follows on the next animation
+  // frame after the refetched canvas went in, so wait for it, then assert
   for (const [x, y, c] of [[100, 100, 3], [101, 100, 5], [250, 250, 12]]) {
     const p = await clientOf(page, x, y);
+    await waitFor(async () => (await screenColour(page, p)) === PALETTE[c],
+      {timeout: 5000, what: `(${x}, ${y}) drawn`}).catch(() => {});
     assertEq(await screenColour(page, p), PALETTE[c], `drawn at (${x}, ${y})`);
   }
   // and it is live again
