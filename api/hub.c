@@ -51,25 +51,33 @@ struct hub_in {
 
 /* ------------------------------------------------------------------ frames */
 
-hub_frame_t *hub__frame_text(const char *payload, size_t len)
+size_t hub__text_header(uint8_t h[10], size_t len)
 {
-    size_t hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
-    hub_frame_t *f = xmalloc(sizeof *f + hl + len);
-    atomic_init(&f->refs, 1);
-    f->len = (uint32_t)(hl + len);
-    uint8_t *h = f->data;
     h[0] = 0x81; /* FIN, text */
     if (len < 126) {
         h[1] = (uint8_t)len;
-    } else if (len < 65536) {
+        return 2;
+    }
+    if (len < 65536) {
         h[1] = 126;
         h[2] = (uint8_t)(len >> 8);
         h[3] = (uint8_t)len;
-    } else {
-        h[1] = 127;
-        for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        return 4;
     }
-    memcpy(h + hl, payload, len);
+    h[1] = 127;
+    for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+hub_frame_t *hub__frame_text(const char *payload, size_t len)
+{
+    uint8_t h[10];
+    size_t hl = hub__text_header(h, len);
+    hub_frame_t *f = xmalloc(sizeof *f + hl + len);
+    atomic_init(&f->refs, 1);
+    f->len = (uint32_t)(hl + len);
+    memcpy(f->data, h, hl);
+    memcpy(f->data + hl, payload, len);
     return f;
 }
 
@@ -350,22 +358,20 @@ static bool batch_update(hub_thread_t *ht, const char *s, size_t len)
     buf_reserve(b, 200);
     char *p = b->data + b->len;
     *p++ = ht->batch_n ? ',' : '[';
-#define PUT_LIT(lit) (memcpy(p, (lit), sizeof(lit) - 1), p += sizeof(lit) - 1)
-    PUT_LIT("{\"type\":\"update\",\"x\":");
+    BUF_PUT_LIT(p, "{\"type\":\"update\",\"x\":");
     p = buf_fmt_i64(p, v[1]);
-    PUT_LIT(",\"y\":");
+    BUF_PUT_LIT(p, ",\"y\":");
     p = buf_fmt_i64(p, v[2]);
-    PUT_LIT(",\"color\":");
+    BUF_PUT_LIT(p, ",\"color\":");
     p = buf_fmt_i64(p, v[3]);
-    PUT_LIT(",\"seq\":");
+    BUF_PUT_LIT(p, ",\"seq\":");
     p = buf_fmt_i64(p, v[0]);
-    PUT_LIT(",\"userId\":\"");
+    BUF_PUT_LIT(p, ",\"userId\":\"");
     memcpy(p, ubuf, 36);
     p += 36;
-    PUT_LIT("\",\"time\":");
+    BUF_PUT_LIT(p, "\",\"time\":");
     p = buf_fmt_i64(p, t);
     *p++ = '}';
-#undef PUT_LIT
     b->len = (size_t)(p - b->data);
     b->data[b->len] = '\0';
     ht->batch_n++;

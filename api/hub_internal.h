@@ -30,6 +30,9 @@ typedef struct hub_frame {
 /* gives: hub__frame_unref. A text frame (FIN, opcode 1, unmasked) around
  * payload (borrowed). */
 hub_frame_t *hub__frame_text(const char *payload, size_t len);
+/* Writes the header of such a frame for a len-byte payload into h; returns
+ * its size (2, 4 or 10). */
+size_t hub__text_header(uint8_t h[10], size_t len);
 hub_frame_t *hub__frame_ref(hub_frame_t *f);
 void hub__frame_unref(hub_frame_t *f);
 

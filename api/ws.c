@@ -43,9 +43,6 @@
 #define CLOSE_GRACE_MS 2000     /* wait this long for the peer's close */
 #define CTX_KEEP_MS 1000        /* keep a wslay context this long after a read */
 
-/* appends a string literal at p and moves p past it */
-#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
-
 /* ------------------------------------------------------------------ queue */
 
 static void q_grow(ws_conn_t *c)
@@ -403,21 +400,7 @@ static bool send_direct(ws_conn_t *c, const char *s, size_t n)
                   wslay_event_get_close_received(c->ws) || !wslay_event_get_write_enabled(c->ws)))
         return false;
     uint8_t h[10];
-    size_t hl;
-    h[0] = 0x81; /* FIN, text */
-    if (n < 126) {
-        h[1] = (uint8_t)n;
-        hl = 2;
-    } else if (n < 65536) {
-        h[1] = 126;
-        h[2] = (uint8_t)(n >> 8);
-        h[3] = (uint8_t)n;
-        hl = 4;
-    } else {
-        h[1] = 127;
-        for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
-        hl = 10;
-    }
+    size_t hl = hub__text_header(h, n);
     q_append_own(c, h, hl);
     q_append_own(c, (const uint8_t *)s, n);
     return true;
@@ -426,23 +409,21 @@ static bool send_direct(ws_conn_t *c, const char *s, size_t n)
 void ws_conn_send_text(ws_conn_t *c, const char *s, size_t n)
 {
     if (c->state == WS_DEAD || c->drop_after_flush) return; /* nothing more goes out */
-    if (send_direct(c, s, n)) {
-        if (c->in_wslay) return; /* the caller of wslay_event_recv writes */
-        if (c->ht->hold_writes) {
-            if (!c->on_held) {
-                c->on_held = true;
-                c->held_next = c->ht->held;
-                c->ht->held = c;
-            }
-            return;
+    if (!send_direct(c, s, n)) {
+        if (ctx_get(c) != 0) return;
+        struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)s, n};
+        if (wslay_event_queue_msg(c->ws, &m) != 0) return; /* close already queued: kept */
+    }
+    if (c->in_wslay) return; /* the caller of wslay_event_recv writes */
+    if (c->ht->hold_writes) { /* ws_conn_write_held writes */
+        if (!c->on_held) {
+            c->on_held = true;
+            c->held_next = c->ht->held;
+            c->ht->held = c;
         }
-        after_io(c);
         return;
     }
-    if (ctx_get(c) != 0) return;
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)s, n};
-    if (wslay_event_queue_msg(c->ws, &m) != 0) return; /* close already queued: kept */
-    if (!c->in_wslay) after_io(c); /* else the caller of wslay_event_recv does it */
+    after_io(c);
 }
 
 static void send_error_ex(ws_conn_t *c, const char *code, const char *msg, int64_t remaining_ms)
@@ -533,23 +514,23 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
             /* {"type":"ack","x":..,"y":..,"color":..,"seq":..,"cooldown":s.mmm,
              * "cooldownMs":..,"id":".."}, per placement, so without printf */
             char ack[256], *p = ack;
-            PUT_LIT(p, "{\"type\":\"ack\",\"x\":");
+            BUF_PUT_LIT(p, "{\"type\":\"ack\",\"x\":");
             p = buf_fmt_i64(p, pr->p.x);
-            PUT_LIT(p, ",\"y\":");
+            BUF_PUT_LIT(p, ",\"y\":");
             p = buf_fmt_i64(p, pr->p.y);
-            PUT_LIT(p, ",\"color\":");
+            BUF_PUT_LIT(p, ",\"color\":");
             p = buf_fmt_i64(p, pr->p.color);
-            PUT_LIT(p, ",\"seq\":");
+            BUF_PUT_LIT(p, ",\"seq\":");
             p = buf_fmt_i64(p, res.seq);
-            PUT_LIT(p, ",\"cooldown\":");
+            BUF_PUT_LIT(p, ",\"cooldown\":");
             p = buf_fmt_milli(p, res.cooldown_ms);
-            PUT_LIT(p, ",\"cooldownMs\":");
+            BUF_PUT_LIT(p, ",\"cooldownMs\":");
             p = buf_fmt_i64(p, res.cooldown_ms);
-            PUT_LIT(p, ",\"id\":\"");
+            BUF_PUT_LIT(p, ",\"id\":\"");
             size_t idn = strnlen(pr->a.id, sizeof pr->a.id);
             memcpy(p, pr->a.id, idn);
             p += idn;
-            PUT_LIT(p, "\"}");
+            BUF_PUT_LIT(p, "\"}");
             ws_conn_send_text(c, ack, (size_t)(p - ack));
             break;
         }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct buf {
     char *data; /* NULL until the first append */
@@ -30,6 +31,8 @@ void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(pr
 char *buf_fmt_i64(char *dst, int64_t v);
 char *buf_fmt_milli(char *dst, int64_t v);
 void buf_put_i64(buf_t *b, int64_t v);
+/* Copies a string literal to the char pointer p and moves p past it. */
+#define BUF_PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
 /* Gives the data (caller frees with free()) and leaves b empty. Never NULL. */
 char *buf_steal(buf_t *b, size_t *len);
 
