@@ -39,7 +39,7 @@ PGresult *db_exec_ex(db_t *d, const char *sql, int n, const char *const *params,
 
 PX_MUST_CHECK int db_ping(db_t *d);
 
-/* Inserts events (borrowed) in one statement, idempotent on (id, created_at),
+/* Inserts events (borrowed) in one statement, idempotent on (seq, created_at),
  * creating day partitions as needed. Returns 0, PX_EPROTO when the data
  * itself is refused (SQLSTATE class 22 or 23: retrying cannot help), or
  * PX_EBACKEND (connection / server trouble: retry later). *inserted = rows
