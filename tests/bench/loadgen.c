@@ -759,6 +759,8 @@ static void data_bytes(client_t *c, const uint8_t *p, size_t m)
             c->braces++;
             q++;
         }
+        /* and not kept: message_end will not parse it */
+        if (pfx_is_update(c)) return;
     }
     if (c->msg_len + m > c->msg_cap) {
         size_t cap = c->msg_cap ? c->msg_cap : 4096;
