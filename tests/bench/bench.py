@@ -330,6 +330,12 @@ def latency(name, clients, rate, target_bc, sources=1, fanout=False, ack_target=
     row(f"ack p50 / p99 ({label})", f"{ack['p50']:.2f} / {ack['p99']:.2f}", unit="ms",
         target=f"p99 < {ack_target} ms" if ack_target else None,
         ok=(ack["p99"] < ack_target) if ack_target else None)
+    # the floor under the ack: the placement path has four wake-ups (api,
+    # Redis, api, generator), each as late as this at the same load
+    wake = r.get("wakeupDelayMs") or {}
+    if wake.get("n"):
+        row(f"wake-up delay of an idle thread p50 / p99 ({label})",
+            f"{wake['p50']:.2f} / {wake['p99']:.2f}", unit="ms")
     return r
 
 
