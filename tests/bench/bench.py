@@ -233,8 +233,48 @@ def psql_meta(command):
     run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", harness.PG_URL_OWNER, "-c", command])
 
 
-def pg_max_seq():
-    return int(sql("SELECT coalesce(max(seq), 0) FROM pixel_events")[0][0])
+class PgPoll:
+    """One libpq connection (ctypes) for polling while something is timed: a
+    psql process per poll forks a client and a backend each time, which on
+    2 cores takes CPU from what is being measured."""
+
+    def __init__(self, url):
+        import ctypes
+        lib = ctypes.CDLL("libpq.so.5")
+        lib.PQconnectdb.restype = ctypes.c_void_p
+        lib.PQconnectdb.argtypes = [ctypes.c_char_p]
+        lib.PQstatus.argtypes = [ctypes.c_void_p]
+        lib.PQerrorMessage.restype = ctypes.c_char_p
+        lib.PQerrorMessage.argtypes = [ctypes.c_void_p]
+        lib.PQexec.restype = ctypes.c_void_p
+        lib.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.PQresultStatus.argtypes = [ctypes.c_void_p]
+        lib.PQgetvalue.restype = ctypes.c_char_p
+        lib.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.PQclear.argtypes = [ctypes.c_void_p]
+        lib.PQfinish.argtypes = [ctypes.c_void_p]
+        self.lib = lib
+        self.conn = lib.PQconnectdb(url.encode())
+        if lib.PQstatus(self.conn) != 0:  # CONNECTION_OK
+            err = lib.PQerrorMessage(self.conn).decode()
+            lib.PQfinish(self.conn)
+            raise AssertionError(f"PostgreSQL: {err}")
+
+    def one(self, query):
+        res = self.lib.PQexec(self.conn, query.encode())
+        try:
+            if self.lib.PQresultStatus(res) != 2:  # PGRES_TUPLES_OK
+                raise AssertionError(f"{query}: {self.lib.PQerrorMessage(self.conn).decode()}")
+            return self.lib.PQgetvalue(res, 0, 0).decode()
+        finally:
+            self.lib.PQclear(res)
+
+    def close(self):
+        self.lib.PQfinish(self.conn)
+
+
+def pg_max_seq(pg):
+    return int(pg.one("SELECT coalesce(max(seq), 0) FROM pixel_events"))
 
 
 @step("sink ingest of a backlog vs plain COPY of the same rows (empty tables, before any load)")
@@ -253,23 +293,25 @@ def _ingest():
                    input="".join(lines).encode(), check=True, capture_output=True)
     a2 = Api("bench-api-2", canvas_width=W, canvas_height=H, cooldown_seconds=0,
              ws_messages_per_s=100000, ws_threads=2, log_level="warn")
+    pg = PgPoll(harness.PG_URL_OWNER)
     a2.start(wait=False)
     try:
         t_first = first = None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            m = pg_max_seq()
+            m = pg_max_seq(pg)
             t = time.monotonic()
             if m >= base and t_first is None:
-                t_first, first = t, int(sql(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}")[0][0])
+                t_first, first = t, int(pg.one(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}"))
             if m >= base + n - 1:
                 break
             time.sleep(0.02)
         t_last = time.monotonic()
-        got = int(sql(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}")[0][0])
+        got = int(pg.one(f"SELECT count(*) FROM pixel_events WHERE seq >= {base}"))
         assert got == n, f"the sink stored {got} of {n} rows"
         ingest = (n - first) / (t_last - t_first) if t_last > t_first else float("inf")
     finally:
+        pg.close()
         a2.stop()
     dump = os.path.join(OUT, "rows.copy")
     psql_meta(f"\\copy (SELECT id, seq, x, y, color, user_id, created_at FROM pixel_events "
