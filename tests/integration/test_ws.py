@@ -537,6 +537,39 @@ def test_close_handshake():
         assert not failures, f"{len(failures)} failing cases:\n  " + "\n  ".join(failures)
 
 
+
+def test_silent_peer_after_server_close_is_dropped():
+    """The server closes (wslay itself on a protocol error or an oversized
+    message, or the api on invalid UTF-8) and the peer neither answers the
+    close nor closes TCP: the server hangs up by the end of its close grace
+    (2 s, checked by the once-a-second sweep) instead of keeping it forever.
+    A failed connection (RFC 6455 7.1.7) may be dropped at once."""
+    with running(new_api()) as api:
+        tok, _ = api.guest()
+        for name, action, want in (
+                ("protocol error found by wslay", lambda ws: ws.send_frame(TEXT, PING_MSG, mask=False), 1002),
+                ("message over the cap, found by wslay", lambda ws: ws.send_frame(TEXT, b" " * 5000), 1009),
+                ("invalid UTF-8", lambda ws: ws.send_frame(TEXT, b'{"type":"\xff"}'), 1007)):
+            ws = raw_connect(api, tok)
+            action(ws)
+            code = None
+            t0 = time.monotonic()
+            while True:  # read the close frame but do not answer it
+                f = ws.recv_frame(10)
+                assert f is not None, f"{name}: stream ended before the close frame"
+                if f.opcode == CLOSE:
+                    code = struct.unpack("!H", f.payload[:2])[0]
+                    break
+            assert code == want, f"{name}: close code {code}, expected {want}"
+            # then stay silent with the socket open: the server must hang up
+            f = ws.recv_frame(8)
+            assert f is None, f"{name}: got {f!r} after the close frame"
+            waited = time.monotonic() - t0
+            assert waited <= 4, f"{name}: the server hung up after {waited:.1f} s"
+            ws.sock.close()
+        wait_for(lambda: api.health_ws() == 0, timeout=10, what="ws.connections == 0")
+
+
 # ---------------------------------------------------------------- control messages
 
 def test_control_messages_and_ban():
@@ -995,6 +1028,7 @@ TESTS = [
     test_max_connections_503,
     test_protocol_errors,
     test_close_handshake,
+    test_silent_peer_after_server_close_is_dropped,
     test_control_messages_and_ban,
     test_fanout_across_instances_and_nginx,
     test_slow_reader_dropped_memory_bounded,
