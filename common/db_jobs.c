@@ -571,6 +571,37 @@ int db_events_scan_range(db_t *d, int64_t after_seq, int64_t until_ms, db_event_
     }
 }
 
+int db_resets_range(db_t *d, int64_t after_seq, int64_t until_ms, db_reset_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    char after[24], until[24];
+    i64s(after_seq, after);
+    i64s(until_ms, until);
+    const char *p[] = {after, until};
+#define RESETS                                                                                     \
+    "SELECT s, " MS("created_at") " FROM (SELECT (details->>'seq')::bigint s, created_at "          \
+                                  "FROM admin_actions WHERE action_type = 'reset_canvas' "          \
+                                  "AND jsonb_typeof(details->'seq') = 'number') a "                 \
+                                  "WHERE s > $1::bigint "
+    PGresult *r = until_ms == INT64_MAX
+                      ? db_exec(d, RESETS "ORDER BY s", 1, p)
+                      : db_exec(d, RESETS "AND created_at <= " TS("$2") " ORDER BY s", 2, p);
+#undef RESETS
+    if (!r) return PX_EBACKEND;
+    int rows = PQntuples(r);
+    if (rows > 0) {
+        *out = xcalloc((size_t)rows, sizeof **out);
+        for (int i = 0; i < rows; i++) {
+            (*out)[i].seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+            (*out)[i].time_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        }
+        *n = (size_t)rows;
+    }
+    PQclear(r);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ retention */
 
 int db_retention_events(db_t *d, int64_t cutoff_ms, json_t **dropped)

@@ -179,6 +179,17 @@ PX_MUST_CHECK int db_events_min_seq(db_t *d, int64_t *seq);
 PX_MUST_CHECK int db_events_scan_range(db_t *d, int64_t after_seq, int64_t until_ms, db_event_fn fn,
                                        void *arg);
 
+/* A canvas reset (POST /api/v1/admin/reset-canvas): the seq it took (no
+ * event has it) and when it happened, from its admin_actions row. */
+typedef struct db_reset {
+    int64_t seq, time_ms;
+} db_reset_t;
+
+/* The resets with seq > after_seq done at or before until_ms (INT64_MAX: any
+ * time), in seq order: *out (gives: free(); NULL when none), *n. */
+PX_MUST_CHECK int db_resets_range(db_t *d, int64_t after_seq, int64_t until_ms, db_reset_t **out,
+                                  size_t *n);
+
 /* ---- retention ---- */
 
 /* Drops pixel_events partitions that end at or before cutoff_ms (never

@@ -63,12 +63,26 @@ typedef struct {
     size_t si; /* next stream event to merge */
     int64_t max_seq; /* events above it are not applied */
     rebuild_stats_t *st;
+    const db_reset_t *resets; /* canvas resets after the snapshot, not applied yet */
+    size_t nresets;
 } merge_t;
 
 #define STOP_SCAN 1 /* on_db_event: past max_seq, the scan is complete */
 
+/* Blanks the canvas for each reset with a seq below `before`: a reset after
+ * the snapshot normally comes with a blank snapshot of its own, but not when
+ * storing that one failed. */
+static void apply_resets(merge_t *m, int64_t before)
+{
+    for (; m->nresets && m->resets->seq < before; m->resets++, m->nresets--) {
+        memset(m->canvas, 0, canvas_size(m->g));
+        if (m->resets->seq > m->st->seq) m->st->seq = m->resets->seq;
+    }
+}
+
 static void apply(merge_t *m, const canvas_event_t *ev)
 {
+    apply_resets(m, ev->seq);
     if (ev->x >= 0 && ev->y >= 0 && ev->x < m->g->width && ev->y < m->g->height)
         m->canvas[canvas_index_of(m->g, ev->x, ev->y)] = (uint8_t)ev->color;
     if (ev->seq > m->st->seq) m->st->seq = ev->seq;
@@ -124,11 +138,20 @@ int rebuild_canvas_at(db_t *db, rds_t *rds, const canvas_geom_t *g, int64_t max_
     }
     st->snapshot_seq = snap_seq;
     st->seq = snap_seq;
-    merge_t m = {c, g, &stream, 0, max_seq, st};
+    db_reset_t *resets = NULL;
+    size_t nresets = 0;
+    rc = db_resets_range(db, snap_seq, INT64_MAX, &resets, &nresets);
+    if (rc) {
+        free(c);
+        free(stream.ev);
+        return rc;
+    }
+    merge_t m = {c, g, &stream, 0, max_seq, st, resets, nresets};
     while (m.si < stream.n && stream.ev[m.si].seq <= snap_seq) m.si++;
     rc = db_events_scan(db, snap_seq, on_db_event, &m);
     if (rc == STOP_SCAN) rc = 0;
     if (rc) {
+        free(resets);
         free(c);
         free(stream.ev);
         return rc;
@@ -138,6 +161,8 @@ int rebuild_canvas_at(db_t *db, rds_t *rds, const canvas_geom_t *g, int64_t max_
         apply(&m, &stream.ev[m.si]);
         st->stream_events++;
     }
+    apply_resets(&m, max_seq == INT64_MAX ? INT64_MAX : max_seq + 1);
+    free(resets);
     free(stream.ev);
     *canvas = c;
     return 0;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ typedef struct tl_state {
     int next;
     int64_t next_time;
     int64_t events;
+    const db_reset_t *resets; /* not applied yet: resets[0..nresets) */
+    size_t nresets;
     tl_progress_fn progress;
     void *arg;
     int64_t tick_ms;
@@ -88,13 +91,38 @@ static int emit(tl_state_t *s)
     return tick(s, false);
 }
 
-static int on_event(void *arg, const canvas_event_t *ev)
+/* Emits the frames due before time_ms (each shows the canvas as it was
+ * before anything placed after its time). */
+static int emit_before(tl_state_t *s, int64_t time_ms)
 {
-    tl_state_t *s = arg;
-    while (s->next < s->p->frames && ev->time_ms > s->next_time) {
+    while (s->next < s->p->frames && time_ms > s->next_time) {
         int rc = emit(s);
         if (rc) return rc;
     }
+    return 0;
+}
+
+/* Applies the next reset: the canvas goes blank at its time, or at `before`
+ * if that is earlier (the reset's time is the admin_actions row's, taken by
+ * PostgreSQL a moment after Redis blanked the canvas; seq order wins). */
+static int apply_reset(tl_state_t *s, int64_t before)
+{
+    int64_t t = s->resets->time_ms < before ? s->resets->time_ms : before;
+    int rc = emit_before(s, t);
+    if (rc) return rc;
+    memset(s->canvas, 0, (size_t)s->cfg->canvas.width * (size_t)s->cfg->canvas.height);
+    s->resets++;
+    s->nresets--;
+    return 0;
+}
+
+static int on_event(void *arg, const canvas_event_t *ev)
+{
+    tl_state_t *s = arg;
+    int rc;
+    while (s->nresets && s->resets->seq < ev->seq)
+        if ((rc = apply_reset(s, ev->time_ms))) return rc;
+    if ((rc = emit_before(s, ev->time_ms))) return rc;
     const cfg_t *cfg = s->cfg;
     if (ev->x >= 0 && ev->y >= 0 && ev->x < cfg->canvas.width && ev->y < cfg->canvas.height)
         s->canvas[(size_t)ev->y * (size_t)cfg->canvas.width + (size_t)ev->x] = (uint8_t)ev->color;
@@ -104,8 +132,8 @@ static int on_event(void *arg, const canvas_event_t *ev)
 }
 
 int tl_render(const cfg_t *cfg, const timelapse_params_t *p, uint8_t *canvas, tl_scan_fn scan,
-              void *src, tl_progress_fn progress, void *arg, uint8_t **apng, size_t *len,
-              int64_t *events, char *err, size_t errlen)
+              void *src, const db_reset_t *resets, size_t nresets, tl_progress_fn progress,
+              void *arg, uint8_t **apng, size_t *len, int64_t *events, char *err, size_t errlen)
 {
     *apng = NULL;
     *len = 0;
@@ -119,6 +147,8 @@ int tl_render(const cfg_t *cfg, const timelapse_params_t *p, uint8_t *canvas, tl
                     .depth = img_png_bit_depth(cfg->canvas.palette_len),
                     .direct = p->scale == 1,
                     .next_time = p->from_ms,
+                    .resets = resets,
+                    .nresets = resets ? nresets : 0,
                     .progress = progress,
                     .arg = arg,
                     .tick_ms = mono_ms(),
@@ -133,6 +163,8 @@ int tl_render(const cfg_t *cfg, const timelapse_params_t *p, uint8_t *canvas, tl
     }
 
     rc = scan(src, on_event, &s);
+    while (rc == 0 && s.nresets) /* resets after the last event */
+        rc = apply_reset(&s, INT64_MAX);
     while (rc == 0 && s.next < p->frames)
         rc = emit(&s); /* frames after the last event */
     if (rc == 0) rc = tick(&s, true);
@@ -200,9 +232,18 @@ int tl_run(const cfg_t *cfg, db_t *db, const char *job_id, const timelapse_param
         goto done;
     }
 
+    /* resets after the start blank the canvas where they happened */
+    db_reset_t *resets = NULL;
+    size_t nresets = 0;
+    rc = db_resets_range(db, res->base_seq, p->to_ms, &resets, &nresets);
+    if (rc) {
+        snprintf(err, errlen, "%s", db_errstr(db));
+        goto done;
+    }
     db_scan_t scan = {.db = db, .after_seq = res->base_seq, .until_ms = p->to_ms};
-    rc = tl_render(cfg, p, canvas, scan_db, &scan, progress, arg, &apng, &len, &res->events, err,
-                   errlen);
+    rc = tl_render(cfg, p, canvas, scan_db, &scan, resets, nresets, progress, arg, &apng, &len,
+                   &res->events, err, errlen);
+    free(resets);
     if (rc == PX_EBACKEND && !err[0]) snprintf(err, errlen, "%s", db_errstr(db));
     if (rc) goto done;
     res->apng_bytes = len;

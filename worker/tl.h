@@ -12,6 +12,7 @@
 
 #include "cfg.h"
 #include "db.h"
+#include "db_jobs.h"
 #include "px.h"
 #include "timelapse.h"
 
@@ -47,8 +48,11 @@ typedef int (*tl_scan_fn)(void *src, db_event_fn fn, void *fn_arg);
 /* The part of tl_run without PostgreSQL: from canvas (borrowed, cfg's
  * width*height bytes; modified: it ends as the canvas after the last event)
  * as it was at p->from_ms, replays the events scan(src, ...) delivers (none
- * placed after p->to_ms) and builds the APNG of p: *apng (gives: free()),
- * *len and *events (out, events replayed). progress/arg as for tl_run.
+ * placed after p->to_ms) and the canvas resets among them (borrowed, nresets,
+ * in seq order, none after p->to_ms; NULL when none: each blanks the canvas
+ * before the first event with a larger seq), and builds the APNG of p:
+ * *apng (gives: free()), *len and *events (out, events replayed).
+ * progress/arg as for tl_run.
  * Returns 0;
  *   PX_EPROTO  the canvas holds an index outside the palette;
  *   -ENOMEM    a frame or the APNG did not fit in memory;
@@ -56,8 +60,9 @@ typedef int (*tl_scan_fn)(void *src, db_event_fn fn, void *fn_arg);
  * err (out, errlen) says why, except for a scan error that scan did not
  * describe (err is then left empty). Keeps nothing: any thread. */
 PX_MUST_CHECK int tl_render(const cfg_t *cfg, const timelapse_params_t *p, uint8_t *canvas,
-                            tl_scan_fn scan, void *src, tl_progress_fn progress, void *arg,
-                            uint8_t **apng, size_t *len, int64_t *events, char *err, size_t errlen);
+                            tl_scan_fn scan, void *src, const db_reset_t *resets, size_t nresets,
+                            tl_progress_fn progress, void *arg, uint8_t **apng, size_t *len,
+                            int64_t *events, char *err, size_t errlen);
 
 /* Runs timelapse job `job_id` (borrowed) with parameters p (borrowed; valid:
  * timelapse_params_decode checked them) on db (borrowed). cfg (borrowed)

@@ -407,7 +407,7 @@ static int cmd_timelapse(const opts_t *o)
         apng = NULL;
         memcpy(canvas, base, npix);
         double t0 = now_ms();
-        rc = tl_render(&cfg, &p, canvas, scan_synth, &src, NULL, NULL, &apng, &apng_len, &replayed,
+        rc = tl_render(&cfg, &p, canvas, scan_synth, &src, NULL, 0, NULL, NULL, &apng, &apng_len, &replayed,
                        err, sizeof err);
         ms[r] = now_ms() - t0;
     }

@@ -339,6 +339,31 @@ def test_rebuild_from_snapshot_plus_events():
     assert f"snapshot seq {snap_seq}" in log, "rebuild did not start from the newest snapshot"
 
 
+
+def test_rebuild_after_a_reset_without_its_blank_snapshot():
+    """A reset stores a blank snapshot at its seq, so rebuilds start after it.
+    When that store failed (PostgreSQL was down for it), the rebuild and
+    `check` still blank the canvas at the reset, from its admin_actions row,
+    instead of bringing back the pixels placed before it."""
+    global api
+    sid, _ = admin_token()
+    place_many(15, 0, 60, lambda i: 6)
+    st, _, b = api.json("POST", "/api/v1/admin/reset-canvas", {}, token=sid,
+                        headers={"X-Place-CSRF": "1"})
+    assert st == 200 and b["ok"], (st, b)
+    # the blank snapshot did not make it; the one of the canvas before does
+    sql("DELETE FROM canvas_snapshots WHERE seq >= :'p0'", b["seq"])
+    place_many(5, 0, 61, lambda i: 8)
+    after = redis_get_bytes("canvas:main")
+    assert after.count(0) == W * H - 5
+    r = worker_cmd("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert api.stop() == 0
+    redis("DEL", "canvas:main")
+    api = Api("api", **API_OVERRIDES).start()
+    assert redis_get_bytes("canvas:main") == after, "the rebuild brought back pixels from before the reset"
+
+
 # ---------------------------------------------------------------- timelapses
 
 def request_timelapse(body, token):
@@ -415,6 +440,48 @@ def test_timelapse_frames():
     assert frames[0][2] != frames[-1][2]
     st, h, _ = api.request("GET", s["url"], headers={"If-None-Match": f'"timelapse-{tid}"'})
     assert st == 304
+
+
+def test_timelapse_across_a_reset():
+    """A canvas reset inside the range blanks the frames from then on, and a
+    range that starts after a reset starts blank, even when the start
+    snapshot and the events replayed are from before it."""
+    tok, _ = api.guest()
+    sid, _ = admin_token()
+    place_many(20, 0, 50, lambda i: 4)
+    wait_job(enqueue(), timeout=30)  # the start snapshot, from before the reset
+    time.sleep(0.05)
+    t_from = redis_time_ms()
+    canvas_from = redis_get_bytes("canvas:main")
+    time.sleep(0.05)
+    place_many(10, 0, 51, lambda i: 7)
+    time.sleep(0.05)
+    st, _, b = api.json("POST", "/api/v1/admin/reset-canvas", {}, token=sid,
+                        headers={"X-Place-CSRF": "1"})
+    assert st == 200 and b["ok"], (st, b)
+    time.sleep(0.1)
+    t_after_reset = redis_time_ms()
+    time.sleep(0.05)
+    place_many(10, 0, 52, lambda i: 9)
+    time.sleep(0.05)
+    t_to = redis_time_ms()
+    canvas_to = redis_get_bytes("canvas:main")
+    assert canvas_to.count(0) == W * H - 10, "the canvas after the reset holds more than B"
+
+    tid = request_timelapse({"from": rfc3339(t_from), "to": rfc3339(t_to), "frames": 8,
+                             "fps": 8}, tok)
+    _, apng = wait_timelapse(tid)
+    frames = apngdis(apng, "timelapse-reset")
+    assert frames[0][2] == canvas_from, "first frame is not the canvas at `from`"
+    assert frames[-1][2] == canvas_to, "last frame still shows pixels from before the reset"
+
+    # from just after the reset, before anything new was placed: blank first
+    tid = request_timelapse({"from": rfc3339(t_after_reset), "to": rfc3339(t_to), "frames": 2,
+                             "fps": 2}, tok)
+    _, apng = wait_timelapse(tid)
+    frames = apngdis(apng, "timelapse-after-reset")
+    assert frames[0][2] == bytes(W * H), "a range starting after a reset does not start blank"
+    assert frames[-1][2] == canvas_to
 
 
 def test_timelapse_bad_requests():
@@ -729,7 +796,9 @@ def test_worker_stops_cleanly():
 
 
 TESTS = [test_snapshot_job_matches_canvas, test_snapshot_endpoints, test_admin_snapshot,
-         test_rebuild_from_snapshot_plus_events, test_timelapse_frames,
+         test_rebuild_from_snapshot_plus_events,
+         test_rebuild_after_a_reset_without_its_blank_snapshot, test_timelapse_frames,
+         test_timelapse_across_a_reset,
          test_timelapse_bad_requests, test_rabbitmq_restart_jobs_done_once,
          test_poison_job_dead_lettered, test_worker_killed_mid_job, test_worker_sigterm_mid_job,
          test_two_workers_share_the_queue, test_periodic_snapshots_once_per_interval,
