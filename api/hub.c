@@ -135,14 +135,22 @@ void hub_adopt(hub_t *h, hub_client_t *c)
  * Frames that arrive meanwhile wait in pend and go out together in the next
  * job (one writev per client however many frames piled up). The CPU time
  * of a whole job feeds hub 0's tick, which stretches so broadcasts take at
- * most about half of a hub's time. CPU time, not wall time: a hub that was
+ * most about 40 % of a hub's time (BCAST_TICK_FACTOR). CPU time, not wall time: a hub that was
  * preempted mid-job (the cores are shared with Redis, PostgreSQL and the
  * other hubs) did not spend that time writing, and stretching the tick for
  * it would only add latency. 32 clients a slice (about 0.2 ms of writes):
  * measured with loadgen at 5,000 clients, 256 gave ack p50/p99 7.2/21.7 ms,
- * 32 gives 1.5/9.0 ms at the same broadcast latency; a tick factor of 1.5
- * or 3 instead of 2 made broadcast p99 worse (113 and 127 ms vs 101-109). */
+ * 32 gives 1.5/9.0 ms at the same broadcast latency. */
 #define BCAST_SLICE 32
+
+/* The tick is this many times the CPU time of the slowest hub's last
+ * broadcast job, in tenths. With the cores shared with the clients, a
+ * shorter tick makes each round slower in wall time and a longer one makes
+ * updates wait: loadgen, 10 probes spread through the viewers, broadcast
+ * p99 at 5,000 / 10,000 viewers: factor 1.5: 93-96 / 261 ms; 2: 83-97 /
+ * 193-241 ms; 2.5: 83-92 / 165-188 ms (and 15 % less api CPU); 3: 96-101 /
+ * 209-271 ms. */
+#define BCAST_TICK_FACTOR 25
 
 /* takes: f */
 static void bcast_enqueue(hub_thread_t *ht, hub_frame_t *f)
@@ -195,8 +203,8 @@ void hub__unlink_conn(hub_thread_t *ht, ws_conn_t *c)
     c->prev = c->next = NULL;
 }
 
-/* the tick in ms: [ws] tick_ms, or twice the CPU time of the slowest hub's
- * last broadcast */
+/* the tick in ms: [ws] tick_ms, or BCAST_TICK_FACTOR / 10 times the CPU
+ * time of the slowest hub's last broadcast */
 static int64_t tick_now(const hub_thread_t *ht)
 {
     int64_t us = 0;
@@ -204,7 +212,7 @@ static int64_t tick_now(const hub_thread_t *ht)
         int64_t b = atomic_load(&ht->hub->t[i].bcast_us);
         if (b > us) us = b;
     }
-    int64_t ms = 2 * us / 1000;
+    int64_t ms = BCAST_TICK_FACTOR * us / 10000;
     return ms > ht->cfg->ws.tick_ms ? ms : ht->cfg->ws.tick_ms;
 }
 
