@@ -18,20 +18,21 @@ static enum MHD_Result unavailable(req_t *rq, const char *what)
     return reply_error(rq, 503, "UNAVAILABLE", "job store unavailable");
 }
 
-/* [worker] timelapses_per_hour per user (fixed window). A Redis failure lets
- * the request through: the limit protects the workers, not the data. */
+/* [worker] timelapses_per_hour per user (sliding window). A Redis failure
+ * lets the request through: the limit protects the workers, not the data. */
 static bool quota_or_reply(req_t *rq, const char *user_id, enum MHD_Result *res)
 {
     int max = rq->app->cfg->worker.timelapses_per_hour;
     if (max <= 0) return true;
-    int64_t hour = app_now_ms() / 3600000;
     char key[96];
-    snprintf(key, sizeof key, "rate:timelapse:%s:%lld", user_id, (long long)hour);
-    int64_t count = 0, ttl = 0;
-    if (rds_rate_hit(req_rds(rq), key, 3601, &count, &ttl) != 0 || count <= max) return true;
-    int64_t retry = 3600 - (app_now_ms() / 1000) % 3600;
+    snprintf(key, sizeof key, "timelapse:%s", user_id);
+    bool allowed = true;
+    int64_t retry = 0;
+    if (rds_rate_limit(req_rds(rq), key, 3600, max, app_now_ms(), &allowed, &retry) != 0 ||
+        allowed)
+        return true;
     char ra[16];
-    snprintf(ra, sizeof ra, "%lld", (long long)(retry > 0 ? retry : 1));
+    snprintf(ra, sizeof ra, "%lld", (long long)retry);
     char msg[120];
     snprintf(msg, sizeof msg, "at most %d timelapses an hour; retry in %s s", max, ra);
     *res = reply_error_ex(

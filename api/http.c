@@ -355,18 +355,17 @@ static bool limit_or_reply(req_t *rq, route_limit_t limit, enum MHD_Result *res)
         snprintf(uid, sizeof uid, "u:%s", rq->_sess.user_id);
         who = uid;
     }
-    int64_t minute = app_now_ms() / 60000;
-    snprintf(key, sizeof key, "rate:%s:%s:%lld", kind, who, (long long)minute);
-    int64_t count = 0, ttl = 0;
-    if (rds_rate_hit(req_rds(rq), key, 61, &count, &ttl)) {
+    snprintf(key, sizeof key, "%s:%s", kind, who);
+    bool allowed = true;
+    int64_t retry = 0;
+    if (rds_rate_limit(req_rds(rq), key, 60, max, app_now_ms(), &allowed, &retry)) {
         metrics_backend_error(METRICS_REDIS);
         return true;
     }
-    if (count <= max) return true;
+    if (allowed) return true;
     metrics_rate_limited(m);
-    int64_t retry = 60 - (app_now_ms() / 1000) % 60;
     char ra[16];
-    snprintf(ra, sizeof ra, "%lld", (long long)(retry > 0 ? retry : 1));
+    snprintf(ra, sizeof ra, "%lld", (long long)retry);
     char msg[120];
     snprintf(msg, sizeof msg, "too many %s requests: at most %d a minute, retry in %s s", kind,
              max, ra);

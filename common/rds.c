@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "proto.h"
+#include "ratelimit.h"
 #include "xalloc.h"
 
 struct rds {
@@ -472,12 +473,18 @@ int rds_cooldown_remaining(rds_t *r, const char *user_id, int64_t *ms)
     return 0;
 }
 
-int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count, int64_t *ttl_ms)
+int rds_rate_limit(rds_t *r, const char *name, int window_s, int max, int64_t now_ms,
+                   bool *allowed, int64_t *retry_s)
 {
-    /* one round trip: the window starts with the first hit (EXPIRE NX never
-     * extends it) */
-    if (rds_append(r, "INCR %s", key) || rds_append(r, "EXPIRE %s %d NX", key, window_s) ||
-        rds_append(r, "PTTL %s", key))
+    *allowed = true;
+    *retry_s = 0;
+    int64_t b = ratelimit_bucket(now_ms, window_s);
+    char cur[200], prev[200];
+    snprintf(cur, sizeof cur, "rate:%s:%lld", name, (long long)b);
+    snprintf(prev, sizeof prev, "rate:%s:%lld", name, (long long)(b - 1));
+    /* one round trip; a bucket lives while it can still be the previous one */
+    if (rds_append(r, "INCR %s", cur) || rds_append(r, "EXPIRE %s %d NX", cur, 2 * window_s + 1) ||
+        rds_append(r, "GET %s", prev))
         return PX_EBACKEND;
     redisReply *rep[3] = {NULL, NULL, NULL};
     int rc = 0;
@@ -486,17 +493,28 @@ int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count, int64_
         if (!rep[i]) rc = PX_EBACKEND;
         if (rc) break;
     }
-    if (!rc && (rep[0]->type != REDIS_REPLY_INTEGER || rep[2]->type != REDIS_REPLY_INTEGER)) {
+    if (!rc && (rep[0]->type != REDIS_REPLY_INTEGER ||
+                (rep[2]->type != REDIS_REPLY_STRING && rep[2]->type != REDIS_REPLY_NIL))) {
         snprintf(r->errstr, sizeof r->errstr, "redis: rate counter failed");
         rc = PX_EBACKEND;
     }
+    int64_t n = 0, before = 0;
     if (!rc) {
-        *count = rep[0]->integer;
-        *ttl_ms = rep[2]->integer > 0 ? rep[2]->integer : (int64_t)window_s * 1000;
+        n = rep[0]->integer;
+        if (rep[2]->type == REDIS_REPLY_STRING) before = strtoll(rep[2]->str, NULL, 10);
     }
     for (int i = 0; i < 3; i++)
         if (rep[i]) freeReplyObject(rep[i]);
-    return rc;
+    if (rc) return rc;
+    *allowed = ratelimit_allow(n, before, max, now_ms, window_s, retry_s);
+    if (!*allowed) {
+        /* a refused hit does not count: a client that retries after
+         * Retry-After is let in, however often it was refused before */
+        redisReply *d = rds_command(r, "DECR %s", cur);
+        if (!d) return PX_EBACKEND;
+        freeReplyObject(d);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ admin */

@@ -134,10 +134,13 @@ PX_MUST_CHECK int rds_publish_control(rds_t *r, const char *json);
 PX_MUST_CHECK int rds_session_get(rds_t *r, const char *sid, int ttl_s, rds_session_t *out);
 /* Remaining cooldown of a user in ms (0 when none). */
 PX_MUST_CHECK int rds_cooldown_remaining(rds_t *r, const char *user_id, int64_t *ms);
-/* Fixed-window counter: increments key for the current window of window_s
- * seconds; *count = value after. */
-PX_MUST_CHECK int rds_rate_hit(rds_t *r, const char *key, int window_s, int64_t *count,
-                               int64_t *ttl_ms);
+/* Sliding-window limit (ratelimit.h) of max hits per window_s seconds for
+ * name (borrowed, e.g. "auth:10.0.0.1"): counts the hit at now_ms in
+ * rate:<name>:<bucket> and sets *allowed; when refused the hit is taken
+ * back and *retry_s says how long to wait. PX_EBACKEND when Redis failed
+ * (*allowed stays true). */
+PX_MUST_CHECK int rds_rate_limit(rds_t *r, const char *name, int window_s, int max, int64_t now_ms,
+                                 bool *allowed, int64_t *retry_s);
 
 /* ---- admin ---- */
 

@@ -532,6 +532,22 @@ def test_timelapse_bad_requests():
     assert st == 200 and b == {"id": queued, "status": "queued", "progress": 0.0, "frames": 4,
                                "fps": 2}, b
     sql("DELETE FROM jobs WHERE id = :'p0'", queued)
+    # [worker] timelapses_per_hour per user, on an api of its own with a quota of 2
+    quota = Api("api-quota", **{**API_OVERRIDES, "worker_timelapses_per_hour": 2}).start()
+    try:
+        tok2, _ = quota.guest()
+        for _ in range(2):
+            assert quota.json("POST", "/api/v1/timelapse", ok, token=tok2)[0] == 202
+        n_jobs = int(sql("SELECT count(*) FROM jobs")[0][0])
+        st, h, b = quota.json("POST", "/api/v1/timelapse", ok, token=tok2)
+        assert st == 429 and b["error"]["code"] == "RATE_LIMITED", (st, b)
+        ra = int(h["retry-after"])
+        assert 1 <= ra <= 3600 + 1800 and b["error"]["retryAfter"] == ra, (h, b)
+        assert int(sql("SELECT count(*) FROM jobs")[0][0]) == n_jobs, "a refused request queued a job"
+        assert quota.json("POST", "/api/v1/timelapse", ok, token=quota.guest()[0])[0] == 202, \
+            "the quota is per user"
+    finally:
+        quota.stop()
 
 
 # ---------------------------------------------------------------- RabbitMQ faults
