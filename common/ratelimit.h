@@ -18,8 +18,10 @@ int64_t ratelimit_bucket(int64_t now_ms, int window_s);
  * counted in the current bucket and prev in the one before, with at most
  * max hits a window. When it is not, *retry_s (out) is how long to wait
  * without further hits until one would be: 1 s up to window_s + window_s /
- * max (a burst at the start of a bucket weighs in almost whole at the start
- * of the next; an exact sliding window would need at most window_s). */
+ * max when no more than max were let in (a burst at the start of a bucket
+ * still weighs almost whole at the start of the next; an exact sliding
+ * window would need at most window_s), up to 2 * window_s when more were
+ * (the limit was lowered meanwhile). */
 bool ratelimit_allow(int64_t cur, int64_t prev, int max, int64_t now_ms, int window_s,
                      int64_t *retry_s);
 

@@ -851,8 +851,9 @@ def is_429(st, h, b, what):
     assert st == 429, (what, st, b)
     err(b, "RATE_LIMITED")
     ra = h.get("retry-after")
-    # sliding one-minute windows: up to 60 s + 60 s / limit (limits here are >= 2)
-    assert ra and ra.isdigit() and 1 <= int(ra) <= 90, (what, ra)
+    # sliding one-minute windows: at most two minutes (when far more than the
+    # limit was counted in the last minute, e.g. by earlier tests' higher limits)
+    assert ra and ra.isdigit() and 1 <= int(ra) <= 120, (what, ra)
     assert b["error"].get("retryAfter") == int(ra), (what, b)
 
 

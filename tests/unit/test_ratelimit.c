@@ -97,6 +97,20 @@ static void test_refused_hits_not_counted(void **state)
     assert_true(hit(&st, 3, t + MS(first), &r));
 }
 
+/* Far more than the limit counted (the limit was lowered): the wait still
+ * ends where the window allows, within two windows. */
+static void test_lowered_limit(void **state)
+{
+    (void)state;
+    static store_t st;
+    int64_t t = MS(40 * W + 6), r = 0, r2 = 0;
+    for (int i = 0; i < 50; i++) assert_true(hit(&st, 1000, t, &r));
+    assert_false(hit(&st, 2, t, &r));
+    assert_in_range(r, W + 1, 2 * W);
+    assert_false(hit(&st, 2, t + MS(r - 1), &r2));
+    assert_true(hit(&st, 2, t + MS(r), &r2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +118,7 @@ int main(void)
         cmocka_unit_test(test_no_double_burst_at_the_edge),
         cmocka_unit_test(test_retry_after_is_the_wait),
         cmocka_unit_test(test_refused_hits_not_counted),
+        cmocka_unit_test(test_lowered_limit),
     };
     return cmocka_run_group_tests_name("test_ratelimit", tests, NULL, NULL);
 }
