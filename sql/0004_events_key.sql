@@ -10,6 +10,9 @@
 -- the seq-ordered reads (replay, rebuild, latest events), so the separate
 -- index on seq goes. Measured with 600,000 rows inserted into an empty copy of
 -- the table: 6.1 s with the old indexes, 3.9 s with these.
+-- On a large table the new key is built partition by partition under an
+-- exclusive lock: the sinks wait (placements stay in the Redis stream, and
+-- players are not held up) and catch up once it is committed.
 ALTER TABLE pixel_events DROP CONSTRAINT pixel_events_pkey;
 ALTER TABLE pixel_events ADD PRIMARY KEY (seq, created_at);
 DROP INDEX pixel_events_by_seq;
