@@ -12,7 +12,8 @@
 -- the table: 6.1 s with the old indexes, 3.9 s with these.
 -- On a large table the new key is built partition by partition under an
 -- exclusive lock: the sinks wait (placements stay in the Redis stream, and
--- players are not held up) and catch up once it is committed.
+-- placing is not held up; history reads wait too) and catch up once it is
+-- committed.
 ALTER TABLE pixel_events DROP CONSTRAINT pixel_events_pkey;
 ALTER TABLE pixel_events ADD PRIMARY KEY (seq, created_at);
 DROP INDEX pixel_events_by_seq;
