@@ -509,10 +509,10 @@ int rds_rate_limit(rds_t *r, const char *name, int window_s, int max, int64_t no
     *allowed = ratelimit_allow(n, before, max, now_ms, window_s, retry_s);
     if (!*allowed) {
         /* a refused hit does not count: a client that retries after
-         * Retry-After is let in, however often it was refused before */
+         * Retry-After is let in, however often it was refused before (if
+         * this fails, the refusal stands and the hit counts) */
         redisReply *d = rds_command(r, "DECR %s", cur);
-        if (!d) return PX_EBACKEND;
-        freeReplyObject(d);
+        if (d) freeReplyObject(d);
     }
     return 0;
 }
