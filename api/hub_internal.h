@@ -47,7 +47,7 @@ enum { WS_OPEN = 0, WS_CLOSING, WS_DEAD };
 
 typedef struct hub_thread hub_thread_t;
 
-/* One WebSocket connection. Idle, it costs this struct (224 bytes) and
+/* One WebSocket connection. Idle, it costs this struct (240 bytes) and
  * nothing else: the wslay context, the send-queue ring and the handshake's
  * extra bytes exist only while they hold something (see ws.c). Fields are
  * ordered by alignment to keep padding out. */

@@ -242,6 +242,15 @@ static int ctx_get(ws_conn_t *c)
     return 0;
 }
 
+/* wslay holds nothing of ours to send and is not closing (true without a
+ * context): what we frame ourselves goes out in call order */
+static bool wslay_quiet(const ws_conn_t *c)
+{
+    return !c->ws ||
+           (!wslay_event_want_write(c->ws) && !wslay_event_get_close_sent(c->ws) &&
+            !wslay_event_get_close_received(c->ws) && wslay_event_get_write_enabled(c->ws));
+}
+
 /* Frees the context when a new one would behave the same: not inside a
  * wslay call, nothing queued in it (send_cb has moved every framed byte to
  * our queue), no close sent, queued or received (the closing phase keeps
@@ -256,10 +265,7 @@ static void ctx_release(ws_conn_t *c)
     /* a connection that is sending keeps it (no 8.8 kB calloc per message):
      * the sweep frees it a second or two after the last byte came in */
     if (c->ht->now_ms - c->last_rx_ms < CTX_KEEP_MS) return;
-    if (!wslay_event_get_read_enabled(c->ws) || !wslay_event_get_write_enabled(c->ws) ||
-        wslay_event_want_write(c->ws) || wslay_event_get_close_sent(c->ws) ||
-        wslay_event_get_close_received(c->ws) || !wsframe_idle(&c->rx))
-        return;
+    if (!wslay_quiet(c) || !wslay_event_get_read_enabled(c->ws) || !wsframe_idle(&c->rx)) return;
     wslay_event_context_free(c->ws);
     c->ws = NULL;
 }
@@ -394,11 +400,7 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx,
  * the welcome thus need no wslay context. */
 static bool send_direct(ws_conn_t *c, const char *s, size_t n)
 {
-    if (c->state != WS_OPEN || c->close_code)
-        return false;
-    if (c->ws && (wslay_event_want_write(c->ws) || wslay_event_get_close_sent(c->ws) ||
-                  wslay_event_get_close_received(c->ws) || !wslay_event_get_write_enabled(c->ws)))
-        return false;
+    if (c->state != WS_OPEN || c->close_code || !wslay_quiet(c)) return false;
     uint8_t h[10];
     size_t hl = hub__text_header(h, n);
     q_append_own(c, h, hl);

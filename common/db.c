@@ -206,11 +206,23 @@ int db_events_copy_begin(db_t *d, const canvas_event_t *ev, size_t n)
     buf_t b;
     buf_init(&b);
     buf_reserve(&b, n * 128 + 1);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* every row the sink stores: no printf */
         char ts[32];
         proto_time_format(ev[i].time_ms, ts);
-        buf_printf(&b, "%s\t%lld\t%d\t%d\t%d\t%s\t%s\n", ev[i].id, (long long)ev[i].seq, ev[i].x,
-                   ev[i].y, ev[i].color, ev[i].user_id, ts);
+        buf_puts(&b, ev[i].id);
+        buf_putc(&b, '\t');
+        buf_put_i64(&b, ev[i].seq);
+        buf_putc(&b, '\t');
+        buf_put_i64(&b, ev[i].x);
+        buf_putc(&b, '\t');
+        buf_put_i64(&b, ev[i].y);
+        buf_putc(&b, '\t');
+        buf_put_i64(&b, ev[i].color);
+        buf_putc(&b, '\t');
+        buf_puts(&b, ev[i].user_id);
+        buf_putc(&b, '\t');
+        buf_puts(&b, ts);
+        buf_putc(&b, '\n');
     }
     PGresult *r = PQexec(c, "COPY pixel_events (id, seq, x, y, color, user_id, created_at) "
                             "FROM STDIN");

@@ -746,22 +746,14 @@ static void data_bytes(client_t *c, const uint8_t *p, size_t m)
         memcpy(c->pfx + c->pfx_len, p, k);
         c->pfx_len = (uint8_t)(c->pfx_len + k);
     }
-    if (c->role == ROLE_PASSIVE) {
+    if (c->role != ROLE_PROBE) { /* passive frames, placers' update frames: only counted */
         const uint8_t *q = p, *end = p + m;
         while ((q = memchr(q, '{', (size_t)(end - q))) != NULL) {
             c->braces++;
             q++;
         }
-        return;
-    }
-    if (c->role == ROLE_PLACER) { /* update frames are only counted */
-        const uint8_t *q = p, *end = p + m;
-        while ((q = memchr(q, '{', (size_t)(end - q))) != NULL) {
-            c->braces++;
-            q++;
-        }
-        /* and not kept: message_end will not parse it */
-        if (pfx_is_update(c)) return;
+        /* and not kept: message_end will not parse them */
+        if (c->role == ROLE_PASSIVE || pfx_is_update(c)) return;
     }
     if (c->msg_len + m > c->msg_cap) {
         size_t cap = c->msg_cap ? c->msg_cap : 4096;
