@@ -72,7 +72,9 @@ def test_place_changes_one_byte_and_one_row():
     tok, uid = api.guest()
     before, seq0 = api.canvas()
     x, y, c = 123, 321, 7
+    t0 = int(time.time() * 1000)
     st, h, body = place(tok, x, y, c)
+    t1 = int(time.time() * 1000)
     assert st == 201, body
     assert body["seq"] > seq0 and body["cooldown"] == 5
     time.sleep(0.3)  # canvas cache
@@ -84,6 +86,10 @@ def test_place_changes_one_byte_and_one_row():
     r = wait_for(lambda: sql("SELECT seq, x, y, color, user_id, replace(id::text,'-','') FROM pixel_events "
                              f"WHERE seq = {body['seq']}"), what="pixel_events row")
     assert r == [[str(body["seq"]), str(x), str(y), str(c), uid, body["id"]]], r
+    # stored with Redis's time of the placement, to the millisecond
+    (at,), = sql(f"SELECT (extract(epoch FROM created_at) * 1000)::bigint FROM pixel_events "
+                 f"WHERE seq = {body['seq']}")
+    assert t0 - 5 <= int(at) <= t1 + 5, (t0, at, t1)
     # and it is in the history
     st, _, hp = api.json("GET", f"/api/v1/history/pixel?x={x}&y={y}")
     assert st == 200 and hp["events"][0]["seq"] == body["seq"] and hp["events"][0]["userId"] == uid
