@@ -36,8 +36,9 @@ typedef struct app {
 struct json_t;
 struct json_t *app_palette_json(const app_t *app);
 
-/* Wall-clock and monotonic milliseconds. */
+/* Wall-clock and monotonic milliseconds; monotonic microseconds. */
 int64_t app_now_ms(void);
 int64_t app_mono_ms(void);
+int64_t app_mono_us(void);
 
 #endif

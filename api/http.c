@@ -284,13 +284,6 @@ bool req_csrf_or_reply(req_t *rq, enum MHD_Result *res)
 
 /* ------------------------------------------------------------------ dispatch */
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static bool trusted_proxy(const cfg_t *cfg, const char *ip)
 {
     const char *p = cfg->http.trusted_proxies;
@@ -431,7 +424,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (RAND_bytes(id, sizeof id) != 1) memset(id, 0, sizeof id);
         proto_hex(id, sizeof id, rq->rid);
         rq->_start_ms = app_mono_ms();
-        rq->_start_us = mono_us();
+        rq->_start_us = app_mono_us();
         rq->_slot = -1;
         client_ip(rq);
         atomic_fetch_add(&app->inflight, 1);
@@ -467,7 +460,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     req_t *rq = *req_cls;
     if (!rq) return;
     int64_t ms = app_mono_ms() - rq->_start_ms;
-    if (!rq->_upgraded) metrics_http(rq->_slot, rq->_status, mono_us() - rq->_start_us);
+    if (!rq->_upgraded) metrics_http(rq->_slot, rq->_status, app_mono_us() - rq->_start_us);
     log_level_t lvl = rq->_status >= 500 ? LOG_WARN : rq->_status >= 400 ? LOG_INFO : LOG_DEBUG;
     if (log_enabled(lvl)) {
         char fields[256];

@@ -10,10 +10,17 @@ static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
                                  0.1,    0.25,  0.5,    1,     2.5,  5};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 
+/* a placement's answer is a Redis round trip: finer buckets */
+static const double place_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005,
+                                       0.01,   0.025,   0.05,   0.1,   0.25,  1};
+#define NPBUCKETS (sizeof place_buckets / sizeof place_buckets[0])
+
 static const char *route_names[METRICS_MAX_ROUTES];
 static _Atomic uint64_t by_status[METRICS_MAX_ROUTES][NSTATUS];
 static _Atomic uint64_t by_bucket[METRICS_MAX_ROUTES][NBUCKETS + 1];
 static _Atomic uint64_t sum_us[METRICS_MAX_ROUTES];
+static _Atomic uint64_t place_by_bucket[NPBUCKETS + 1];
+static _Atomic uint64_t place_sum_us;
 static _Atomic uint64_t limited[METRICS_LIMIT_COUNT];
 static _Atomic uint64_t backend[METRICS_BACKEND_COUNT];
 
@@ -26,6 +33,15 @@ void metrics_route_name(int slot, const char *name)
     if (slot >= 0 && slot < METRICS_MAX_ROUTES) route_names[slot] = name;
 }
 
+/* the bucket of us among n upper bounds (n: +Inf) */
+static size_t bucket_of(const double *bounds, size_t n, int64_t us)
+{
+    double sec = (double)us / 1e6;
+    for (size_t i = 0; i < n; i++)
+        if (sec <= bounds[i]) return i;
+    return n;
+}
+
 void metrics_http(int slot, int status, int64_t us)
 {
     if (slot < 0 || slot >= METRICS_MAX_ROUTES || !route_names[slot]) return;
@@ -33,15 +49,14 @@ void metrics_http(int slot, int status, int64_t us)
     for (size_t i = 0; i + 1 < NSTATUS; i++)
         if (status_codes[i] == status) s = i;
     atomic_fetch_add(&by_status[slot][s], 1);
-    double sec = (double)us / 1e6;
-    size_t b = NBUCKETS; /* +Inf */
-    for (size_t i = 0; i < NBUCKETS; i++)
-        if (sec <= buckets[i]) {
-            b = i;
-            break;
-        }
-    atomic_fetch_add(&by_bucket[slot][b], 1);
+    atomic_fetch_add(&by_bucket[slot][bucket_of(buckets, NBUCKETS, us)], 1);
     atomic_fetch_add(&sum_us[slot], (uint64_t)(us > 0 ? us : 0));
+}
+
+void metrics_ws_placement(int64_t us)
+{
+    atomic_fetch_add(&place_by_bucket[bucket_of(place_buckets, NPBUCKETS, us)], 1);
+    atomic_fetch_add(&place_sum_us, (uint64_t)(us > 0 ? us : 0));
 }
 
 void metrics_rate_limited(metrics_limit_t which)
@@ -95,6 +110,22 @@ void metrics_write(buf_t *b)
         buf_printf(b, "place_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
                    route_names[r], (unsigned long long)cum);
     }
+    buf_puts(b, "# HELP place_ws_placement_duration_seconds Time from a WebSocket placement "
+                "being read to its answer being queued (the Redis round trip included).\n"
+                "# TYPE place_ws_placement_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= NPBUCKETS; i++) {
+        cum += atomic_load(&place_by_bucket[i]);
+        if (i < NPBUCKETS)
+            buf_printf(b, "place_ws_placement_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                       place_buckets[i], (unsigned long long)cum);
+        else
+            buf_printf(b, "place_ws_placement_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                       (unsigned long long)cum);
+    }
+    buf_printf(b, "place_ws_placement_duration_seconds_sum %.6f\n",
+               (double)atomic_load(&place_sum_us) / 1e6);
+    buf_printf(b, "place_ws_placement_duration_seconds_count %llu\n", (unsigned long long)cum);
     buf_puts(b, "# HELP place_rate_limited_total Requests refused by a rate limit or the "
                 "placement cooldown.\n"
                 "# TYPE place_rate_limited_total counter\n");

@@ -448,6 +448,7 @@ void ws_conn_send_error(ws_conn_t *c, const char *code, const char *msg)
 
 typedef struct place_req {
     ws_conn_t *c;
+    int64_t read_us; /* when the placement was read: place_ws_placement_duration_seconds */
     rds_place_args_t a;
     proto_place_t p;
     bool retried;
@@ -475,6 +476,7 @@ static void place(ws_conn_t *c, const proto_place_t *p)
     proto_hex(idb, sizeof idb, id);
     place_req_t *pr = xmalloc(sizeof *pr);
     pr->c = c;
+    pr->read_us = app_mono_us();
     pr->p = *p;
     pr->retried = false;
     rds_place_req_t q = {c->user_id, id, p->x, p->y, p->color, ht->app->geom.width,
@@ -554,6 +556,7 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
             ws_conn_send_error(c, "UNAVAILABLE", "canvas store unavailable, try again");
             break;
         }
+        metrics_ws_placement(app_mono_us() - pr->read_us);
         if (ht->stopping && c->inflight == 0 && c->state == WS_OPEN)
             ws_conn_close(c, 1001, "server shutting down");
     }

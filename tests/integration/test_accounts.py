@@ -1098,6 +1098,7 @@ def test_metrics():
         want = {"place_pixels_placed_total": "counter", "place_ws_connections": "gauge",
                 "place_http_requests_total": "counter", "place_http_request_duration_seconds": "histogram",
                 "place_rate_limited_total": "counter", "place_sink_lag_seconds": "gauge",
+                "place_ws_placement_duration_seconds": "histogram",
                 "place_sink_pending": "gauge", "place_backend_errors_total": "counter"}
         for name, typ in want.items():
             assert name in m0 and m0[name]["type"] == typ, (name, m0.get(name))
@@ -1116,14 +1117,28 @@ def test_metrics():
         for _ in range(3):
             assert api.request("GET", "/api/v1/nope")[0] == 404
         socks = [await ws_connect(api, toks[3]), await ws_connect(api, toks[2])]
+        # over the WebSocket: an ack and a cooldown refusal both went to Redis
+        # and are timed; a bad colour is refused before and is not
+        await socks[0].send({"type": "place", "x": 96, "y": 90, "color": 5})
+        await socks[0].expect("ack")
+        await socks[0].send({"type": "place", "x": 97, "y": 90, "color": 5})
+        e = await socks[0].expect("error")
+        assert e["code"] == "RATE_LIMITED", e
+        await socks[0].send({"type": "place", "x": 97, "y": 90, "color": 99})
+        e = await socks[0].expect("error")
+        assert e["code"] == "INVALID_COLOR", e
         m1 = scrape(api)
         assert metric_value(m1, "place_ws_connections") == 2, metric_value(m1, "place_ws_connections")
 
         def d(name, **labels):
             return (metric_value(m1, name, **labels) or 0) - (metric_value(m0, name, **labels) or 0)
-        assert d("place_pixels_placed_total", color="5") == 3, d("place_pixels_placed_total", color="5")
-        assert d("place_pixels_placed_total") == 3
-        assert d("place_rate_limited_total", limit="cooldown") == 1
+        assert d("place_pixels_placed_total", color="5") == 4, d("place_pixels_placed_total", color="5")
+        assert d("place_pixels_placed_total") == 4
+        assert d("place_rate_limited_total", limit="cooldown") == 2
+        assert d("place_ws_placement_duration_seconds_count") == 2
+        assert 0 < d("place_ws_placement_duration_seconds_sum") < 10
+        les = [s[1]["le"] for s in m1["place_ws_placement_duration_seconds"]["samples"] if "le" in s[1]]
+        assert les[0] == "0.0001" and les[-1] == "+Inf", les
         # requests by route and status
         routes = {s[1]["route"] for s in m1["place_http_requests_total"]["samples"]}
         info = [r for r in routes if "info" in r]
