@@ -24,17 +24,20 @@ enum MHD_Result h_pixel(req_t *rq)
     if (RAND_bytes(idb, sizeof idb) != 1)
         return reply_error(rq, 500, "INTERNAL", "random source failed");
     proto_hex(idb, sizeof idb, id);
+    char group[PROTO_IP_GROUP_LEN];
     rds_place_req_t q = {s.user_id, id, p.x, p.y, p.color, rq->app->geom.width,
-                         rq->app->geom.height, (int64_t)rq->app->cfg->cooldown.seconds * 1000};
+                         rq->app->geom.height, (int64_t)rq->app->cfg->cooldown.seconds * 1000,
+                         proto_ip_group(rq->ip, group) ? group : NULL,
+                         rq->app->cfg->cooldown.per_ip};
     rds_place_res_t out;
     rc = rds_place(req_rds(rq), &q, &out);
     switch (rc) {
     case 0: break;
     case PX_ECOOLDOWN: {
-        metrics_rate_limited(METRICS_LIMIT_COOLDOWN);
+        metrics_rate_limited(out.ip_limited ? METRICS_LIMIT_IP : METRICS_LIMIT_COOLDOWN);
         char ra[24];
         snprintf(ra, sizeof ra, "%lld", (long long)((out.remaining_ms + 999) / 1000));
-        snprintf(msg, sizeof msg, "cooldown active: wait %.3f s", out.remaining_ms / 1000.0);
+        rds_cooldown_message(&out, msg, sizeof msg);
         return reply_error_ex(rq, 429, "RATE_LIMITED",
                               json_pack("{s:f,s:I}", "cooldownRemaining",
                                         out.remaining_ms / 1000.0, "cooldownRemainingMs",

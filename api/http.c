@@ -324,7 +324,7 @@ static void client_ip(req_t *rq)
     }
 }
 
-/* Fixed one-minute windows in Redis (rate:<kind>:<key>:<minute>). A Redis
+/* Sliding one-minute windows in Redis (rds_rate_limit). A Redis
  * failure lets the request through: the limits protect the service, they
  * must not take it down. */
 static bool limit_or_reply(req_t *rq, route_limit_t limit, enum MHD_Result *res)

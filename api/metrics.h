@@ -19,6 +19,7 @@ typedef enum {
     METRICS_LIMIT_CANVAS,
     METRICS_LIMIT_API,
     METRICS_LIMIT_COOLDOWN,
+    METRICS_LIMIT_IP, /* [cooldown] per_ip */
     METRICS_LIMIT_COUNT
 } metrics_limit_t;
 

@@ -479,8 +479,16 @@ static void place(ws_conn_t *c, const proto_place_t *p)
     pr->read_us = app_mono_us();
     pr->p = *p;
     pr->retried = false;
-    rds_place_req_t q = {c->user_id, id, p->x, p->y, p->color, ht->app->geom.width,
-                         ht->app->geom.height, (int64_t)ht->cfg->cooldown.seconds * 1000};
+    rds_place_req_t q = {c->user_id,
+                         id,
+                         p->x,
+                         p->y,
+                         p->color,
+                         ht->app->geom.width,
+                         ht->app->geom.height,
+                         (int64_t)ht->cfg->cooldown.seconds * 1000,
+                         c->ip_group,
+                         ht->cfg->cooldown.per_ip};
     rds_place_args(&q, &pr->a);
     if (rds_async_commandargv(&ht->place, on_place_reply, pr, RDS_PLACE_ARGC, pr->a.argv,
                               pr->a.lens)) {
@@ -539,10 +547,9 @@ static void on_place_reply(redisAsyncContext *ac, void *reply, void *priv)
             break;
         }
         case PX_ECOOLDOWN: {
-            metrics_rate_limited(METRICS_LIMIT_COOLDOWN);
+            metrics_rate_limited(res.ip_limited ? METRICS_LIMIT_IP : METRICS_LIMIT_COOLDOWN);
             char msg[80];
-            snprintf(msg, sizeof msg, "cooldown active: wait %.3f s",
-                     (double)res.remaining_ms / 1000.0);
+            rds_cooldown_message(&res, msg, sizeof msg);
             send_error_ex(c, "RATE_LIMITED", msg, res.remaining_ms);
             break;
         }
@@ -599,6 +606,7 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     c->ht = ht;
     c->fd = hc->fd;
     memcpy(c->user_id, hc->user_id, sizeof c->user_id);
+    memcpy(c->ip_group, hc->ip_group, sizeof c->ip_group);
     memcpy(c->session_tag, hc->session_tag, sizeof c->session_tag);
     c->extra = hc->extra;
     c->extra_len = (uint32_t)hc->extra_len;

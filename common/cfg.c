@@ -60,6 +60,7 @@ static const opt_t opts[] = {
      "E5D900,94E044,02BE01,00D3DD,0083C7,0000EA,CF6EE4,820080"},
     OI("canvas", "cache_ms", canvas.cache_ms, 0, 60000, "250"),
     OI("cooldown", "seconds", cooldown.seconds, 0, 86400, "5"),
+    OI("cooldown", "per_ip", cooldown.per_ip, 0, 1000000, "0"),
     OI("auth", "session_ttl_s", auth.session_ttl_s, 60, 30 * 86400, "86400"),
     OS("auth", "cookie_name", auth.cookie_name, "place_session"),
     OB("auth", "cookie_secure", auth.cookie_secure, "false"),

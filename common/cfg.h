@@ -46,6 +46,7 @@ typedef struct cfg {
     } canvas;
     struct {
         int seconds;
+        int per_ip; /* placements per cooldown window from one address group, 0 = any */
     } cooldown;
     struct {
         int session_ttl_s;

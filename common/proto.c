@@ -1,5 +1,6 @@
 #include "proto.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -194,6 +195,24 @@ bool proto_uuid_valid(const char *s)
         if (dash ? s[i] != '-' : !is_hex(s[i])) return false;
     }
     return s[36] == '\0';
+}
+
+bool proto_ip_group(const char *ip, char out[PROTO_IP_GROUP_LEN])
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a4) == 1)
+        return inet_ntop(AF_INET, &a4, out, PROTO_IP_GROUP_LEN) != NULL;
+    if (inet_pton(AF_INET6, ip, &a6) != 1) return false;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!memcmp(a6.s6_addr, mapped, sizeof mapped)) { /* ::ffff:a.b.c.d is IPv4 */
+        memcpy(&a4, a6.s6_addr + 12, 4);
+        return inet_ntop(AF_INET, &a4, out, PROTO_IP_GROUP_LEN) != NULL;
+    }
+    memset(a6.s6_addr + 8, 0, 8); /* one /64: what one subscriber gets */
+    if (!inet_ntop(AF_INET6, &a6, out, PROTO_IP_GROUP_LEN - 3)) return false;
+    strcat(out, "/64");
+    return true;
 }
 
 bool proto_parse_i64(const char *s, size_t len, int64_t *out)

@@ -54,6 +54,11 @@ void proto_hex(const uint8_t *bytes, size_t n, char *out);
 void proto_uuid_format(const uint8_t bytes[16], char out[37]);
 /* True for a canonical uuid text (8-4-4-4-12 hex digits, any case). */
 bool proto_uuid_valid(const char *s);
+/* The group a client address counts in for per-address limits: an IPv4
+ * address as itself (also when written ::ffff:a.b.c.d), an IPv6 address as
+ * its /64 ("2001:db8:1:2::/64"). False for text that is no address. */
+#define PROTO_IP_GROUP_LEN 48
+bool proto_ip_group(const char *ip, char out[PROTO_IP_GROUP_LEN]);
 /* True for exactly n lower/upper-case hex digits. */
 bool proto_hex_valid(const char *s, size_t n);
 

@@ -20,13 +20,18 @@ struct rds {
 
 /* ------------------------------------------------------------------ script */
 
-/* KEYS: canvas, seq, events, cooldown key, banned set, settings.
+/* KEYS: canvas, seq, events, cooldown key, banned set, settings, the
+ * client address group's counter.
  * ARGV: uid, offset, colour byte, default cooldown ms, placement id, x, y,
- * colour number, canvas size.
+ * colour number, canvas size, placements per cooldown window allowed from
+ * one address group (0 = no limit).
  * Also counts placements per colour (hash stats:colors) and the users active
  * per minute (HyperLogLog active:<minute>, kept 6 minutes) for admin stats.
  * Returns {seq, time_ms, cooldown_ms} or {-1, pttl} (cooldown), {-2}
- * (banned), {-3, size} (no canvas of the right size). One script, so a
+ * (banned), {-3, size} (no canvas of the right size), {-4, pttl} (the
+ * address group used its placements of this window). A refusal changes
+ * nothing: the address is checked before the user's cooldown is taken,
+ * and counted after. One script, so a
  * placement is applied entirely (canvas, seq, log, broadcast) or not at all. */
 static const char place_lua[] =
     "local uid = ARGV[1]\n"
@@ -34,10 +39,15 @@ static const char place_lua[] =
     "local size = redis.call('STRLEN', KEYS[1])\n"
     "if size ~= tonumber(ARGV[9]) then return {-3, size} end\n"
     "local cd = tonumber(redis.call('HGET', KEYS[6], 'cooldown_ms') or ARGV[4])\n"
+    "local cap = tonumber(ARGV[10])\n"
     "if cd > 0 then\n"
+    "  if cap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then\n"
+    "    return {-4, redis.call('PTTL', KEYS[7])}\n"
+    "  end\n"
     "  if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', cd) then\n"
     "    return {-1, redis.call('PTTL', KEYS[4])}\n"
     "  end\n"
+    "  if cap > 0 and redis.call('INCR', KEYS[7]) == 1 then redis.call('PEXPIRE', KEYS[7], cd) end\n"
     "end\n"
     "redis.call('SETRANGE', KEYS[1], ARGV[2], ARGV[3])\n"
     "local seq = redis.call('INCR', KEYS[2])\n"
@@ -208,18 +218,22 @@ void rds_place_args(const rds_place_req_t *q, rds_place_args_t *a)
     put_num(a->ys, q->y);
     put_num(a->cs, q->color);
     put_num(a->size, (int64_t)q->width * q->height);
-    static const char pfx[] = "cooldown:user:";
+    static const char pfx[] = "cooldown:user:", ipfx[] = "cooldown:ip:";
     memcpy(a->cdkey, pfx, sizeof pfx - 1);
     copy_str(a->cdkey + sizeof pfx - 1, sizeof a->cdkey - (sizeof pfx - 1), q->user_id);
+    memcpy(a->ipkey, ipfx, sizeof ipfx - 1);
+    copy_str(a->ipkey + sizeof ipfx - 1, sizeof a->ipkey - (sizeof ipfx - 1),
+             q->ip_group ? q->ip_group : "");
+    put_num(a->ipcap, q->ip_group && q->ip_group[0] ? q->ip_cap : 0);
     copy_str(a->uid, sizeof a->uid, q->user_id);
     copy_str(a->id, sizeof a->id, q->id);
     const char *argv[RDS_PLACE_ARGC] = {
-        "EVALSHA", rds_place_sha(), "6", RDS_KEY_CANVAS, RDS_KEY_SEQ, RDS_KEY_EVENTS, a->cdkey,
-        RDS_KEY_BANNED, RDS_KEY_SETTINGS, a->uid, a->off, (const char *)&a->byte, a->cd, a->id,
-        a->xs, a->ys, a->cs, a->size};
+        "EVALSHA", rds_place_sha(), "7", RDS_KEY_CANVAS, RDS_KEY_SEQ, RDS_KEY_EVENTS, a->cdkey,
+        RDS_KEY_BANNED, RDS_KEY_SETTINGS, a->ipkey, a->uid, a->off, (const char *)&a->byte, a->cd,
+        a->id, a->xs, a->ys, a->cs, a->size, a->ipcap};
     for (int i = 0; i < RDS_PLACE_ARGC; i++) {
         a->argv[i] = argv[i];
-        a->lens[i] = i == 11 ? 1 : strlen(argv[i]); /* the colour byte may be 0 */
+        a->lens[i] = i == 12 ? 1 : strlen(argv[i]); /* the colour byte may be 0 */
     }
 }
 
@@ -255,8 +269,10 @@ int rds_place_result(const redisReply *rep, rds_place_res_t *res, char *err, siz
     long long v2 = rep->elements > 2 && rep->element[2]->type == REDIS_REPLY_INTEGER
                        ? rep->element[2]->integer
                        : 0;
+    res->ip_limited = v0 == -4;
     switch (v0) {
-    case -1: res->remaining_ms = v1 > 0 ? v1 : 1; return PX_ECOOLDOWN;
+    case -1:
+    case -4: res->remaining_ms = v1 > 0 ? v1 : 1; return PX_ECOOLDOWN;
     case -2: return PX_EBANNED;
     case -3:
         snprintf(err, errlen, "redis holds no canvas of the configured size (length %lld)", v1);
@@ -272,6 +288,14 @@ int rds_place_result(const redisReply *rep, rds_place_res_t *res, char *err, siz
     res->cooldown_ms = v2;
     res->remaining_ms = 0;
     return 0;
+}
+
+void rds_cooldown_message(const rds_place_res_t *res, char *msg, size_t n)
+{
+    snprintf(msg, n,
+             res->ip_limited ? "too many placements from your network address: wait %.3f s"
+                             : "cooldown active: wait %.3f s",
+             (double)res->remaining_ms / 1000.0);
 }
 
 int rds_place(rds_t *r, const rds_place_req_t *q, rds_place_res_t *res)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "cfg.h"
+#include "proto.h"
 #include "px.h"
 
 #define RDS_KEY_CANVAS "canvas:main"
@@ -55,6 +56,8 @@ typedef struct rds_place_req {
     int x, y, color;
     int width, height;    /* canvas geometry */
     int64_t cooldown_ms;  /* default when settings has no cooldown_ms */
+    const char *ip_group; /* proto_ip_group of the client, borrowed; NULL or "": no limit */
+    int ip_cap;           /* placements per cooldown window from ip_group; 0: no limit */
 } rds_place_req_t;
 
 typedef struct rds_place_res {
@@ -62,7 +65,12 @@ typedef struct rds_place_res {
     int64_t time_ms;     /* Redis TIME of the placement */
     int64_t cooldown_ms; /* cooldown that now applies (success) */
     int64_t remaining_ms; /* PX_ECOOLDOWN: time left */
+    bool ip_limited;      /* PX_ECOOLDOWN: the address group's, not the user's */
 } rds_place_res_t;
+
+/* The message of a PX_ECOOLDOWN refusal: the user's cooldown, or the
+ * address group's allowance ([cooldown] per_ip). */
+void rds_cooldown_message(const rds_place_res_t *res, char *msg, size_t n);
 
 /* Runs the placement script (EVALSHA, EVAL on NOSCRIPT). Returns 0,
  * PX_ECOOLDOWN (remaining_ms set), PX_EBANNED, PX_ENOCANVAS (no canvas of
@@ -72,11 +80,12 @@ PX_MUST_CHECK int rds_place(rds_t *r, const rds_place_req_t *req, rds_place_res_
 /* The script's argument vector for one placement, for async callers (the
  * sync rds_place uses it too). Self-contained: argv points into the struct,
  * so it must not be copied after rds_place_args. */
-#define RDS_PLACE_ARGC 18
+#define RDS_PLACE_ARGC 20
 typedef struct rds_place_args {
     const char *argv[RDS_PLACE_ARGC];
     size_t lens[RDS_PLACE_ARGC];
     char off[24], cd[24], xs[12], ys[12], cs[12], size[24], cdkey[64], uid[40], id[36];
+    char ipkey[16 + PROTO_IP_GROUP_LEN], ipcap[12];
     unsigned char byte;
 } rds_place_args_t;
 void rds_place_args(const rds_place_req_t *req, rds_place_args_t *a);

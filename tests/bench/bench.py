@@ -215,9 +215,10 @@ def _redis_ceiling():
     sha = redis("SCRIPT", "LOAD", lua_script()).strip()
     n = secs(300000, 30000)
     args = ["redis-benchmark", "-h", "127.0.0.1", "-p", REDIS_PORT, "-c", "50", "-P", "16",
-            "-n", str(n), "--csv", "EVALSHA", sha, "6", "bench:canvas", "bench:seq",
-            "bench:events", "bench:cd", "bench:banned", "bench:settings", "bench-user",
-            "1234567", "\x05", "0", str(uuid.uuid4()), "567", "617", "5", str(W * H)]
+            "-n", str(n), "--csv", "EVALSHA", sha, "7", "bench:canvas", "bench:seq",
+            "bench:events", "bench:cd", "bench:banned", "bench:settings", "bench:ip",
+            "bench-user", "1234567", "\x05", "0", str(uuid.uuid4()), "567", "617", "5",
+            str(W * H), "0"]
     p = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     last = [ln for ln in p.stdout.splitlines() if ln.startswith('"EVALSHA')][-1]

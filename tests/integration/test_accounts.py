@@ -966,6 +966,63 @@ def test_guest_canvas_api_rate_limits():
         run(go(api))
 
 
+def test_placements_per_address():
+    # [cooldown] per_ip = 3: three placements per cooldown window from one
+    # client address, however many guest sessions it holds; an IPv6 address
+    # counts as its /64. A refusal changes nothing and takes no cooldown.
+    async def go(api):
+        redis("HDEL", "settings", "cooldown_ms")  # the configured 60 s applies
+
+        def put(tok, ip, x):
+            return api.json("POST", "/api/v1/pixel", {"x": x, "y": 7, "color": 3}, token=tok,
+                            headers=xff(ip))
+
+        def refused(st, h, b, what):
+            assert st == 429, (what, st, b)
+            err(b, "RATE_LIMITED")
+            assert "network address" in b["error"]["message"], (what, b)
+            ra = h.get("retry-after")
+            assert ra and ra.isdigit() and 1 <= int(ra) <= 60, (what, ra)
+
+        toks = [api.guest()[0] for _ in range(8)]
+        for i in range(3):
+            st, _, b = put(toks[i], "10.3.0.1", 10 + i)
+            assert st == 201, (i, b)
+        seq = redis_int("GET", "canvas:seq")
+        st, h, b = put(toks[3], "10.3.0.1", 13)
+        refused(st, h, b, "4th placement from 10.3.0.1")
+        st, h, b = put(toks[3], "::ffff:10.3.0.1", 13)  # the same address, written as IPv6
+        refused(st, h, b, "::ffff:10.3.0.1")
+        assert redis_int("GET", "canvas:seq") == seq, "a refused placement was applied"
+        # the refused user's own cooldown was not taken: it places from elsewhere
+        st, _, b = put(toks[3], "10.3.0.2", 13)
+        assert st == 201, b
+        # one IPv6 /64 is one address group; the next /64 is another
+        for i, ip in enumerate(["2001:db8:0:1::1", "2001:db8:0:1::2", "2001:db8:0:1:ffff::9"]):
+            st, _, b = put(toks[4 + i], ip, 20 + i)
+            assert st == 201, (ip, b)
+        st, h, b = put(toks[7], "2001:DB8:0:1:abcd::1", 23)
+        refused(st, h, b, "4th placement from 2001:db8:0:1::/64")
+        st, _, b = put(toks[7], "2001:db8:0:2::1", 23)
+        assert st == 201, b
+        # a WebSocket opened from the address is held to the same allowance
+        seq = redis_int("GET", "canvas:seq")
+        c = await ws_connect(api, api.guest()[0], headers=[("X-Forwarded-For", "10.3.0.1")])
+        await c.send({"type": "place", "x": 30, "y": 7, "color": 3})
+        e = await c.expect("error")
+        assert e["code"] == "RATE_LIMITED" and "network address" in e["message"], e
+        await c.close()
+        assert redis_int("GET", "canvas:seq") == seq
+        st, _, text = api.request("GET", "/metrics")
+        fams = parse_metrics(text.decode())
+        assert metric_value(fams, "place_rate_limited_total", limit="ip") == 4
+        assert metric_value(fams, "place_rate_limited_total", limit="cooldown") == 0
+
+    api = new_api("acc-per-ip", cooldown_seconds=60, cooldown_per_ip=3)
+    with running(api):
+        run(go(api))
+
+
 # ---------------------------------------------------------------- metrics
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -1235,6 +1292,7 @@ TESTS = [
     test_admin_stats,
     test_auth_rate_limit,
     test_guest_canvas_api_rate_limits,
+    test_placements_per_address,
     test_metrics,
     test_json_logs,
 ]

@@ -540,6 +540,32 @@ static void test_uuid_format_random(void **state)
     }
 }
 
+static void test_ip_group(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"10.3.0.1", "10.3.0.1"},
+        {"255.255.255.255", "255.255.255.255"},
+        {"::ffff:10.3.0.1", "10.3.0.1"}, /* IPv4-mapped: the IPv4 address */
+        {"2001:db8:0:1::1", "2001:db8:0:1::/64"},
+        {"2001:DB8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"},
+        {"2001:db8:0:2::1", "2001:db8:0:2::/64"},
+        {"::1", "::/64"},
+        {"fe80::1234:5678", "fe80::/64"},
+        {"2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", "2001:db8:aaaa:bbbb::/64"},
+    };
+    char out[PROTO_IP_GROUP_LEN];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(out, 'x', sizeof out);
+        if (!proto_ip_group(cases[i][0], out)) fail_msg("'%s' refused", cases[i][0]);
+        assert_string_equal(out, cases[i][1]);
+    }
+    static const char *const bad[] = {"", "unknown", "10.3.0", "10.3.0.256", "10.3.0.1 ",
+                                      "2001:db8::1::2", "2001:db8:0:1::1/64", "::ffff:10.3.0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (proto_ip_group(bad[i], out)) fail_msg("'%s' accepted", bad[i]);
+}
+
 static void test_uuid_valid(void **state)
 {
     (void)state;
@@ -1026,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_uuid_format_known),
         cmocka_unit_test(test_uuid_format_random),
         cmocka_unit_test(test_uuid_valid),
+        cmocka_unit_test(test_ip_group),
         cmocka_unit_test(test_hex_valid),
         cmocka_unit_test(test_parse_i64),
         cmocka_unit_test(test_event_full_entry),
