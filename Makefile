@@ -6,6 +6,7 @@
 #   make test       install, build, run every test (unit, integration, browser)
 #   make test-asan  the whole test suite against the ASan+UBSan build
 #   make bench      the performance table (tests/bench/README.md), JSON in tests/bench/results/
+#   make fuzz       the libFuzzer targets (tests/fuzz/README.md), FUZZ_SECONDS each (default 60)
 #   make clean
 
 SHELL := /bin/bash
@@ -42,7 +43,7 @@ WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIBCOMMON := $(BUILD)/libcommon.a
 
-.PHONY: all asan clean deps run up down test test-asan unit headers cluster-up cluster-down bench bench-bins check
+.PHONY: all asan clean deps run up down test test-asan unit headers cluster-up cluster-down bench bench-bins check fuzz fuzz-bins
 all: $(BINDIR)/place-api $(BINDIR)/place-worker
 
 asan:
@@ -76,6 +77,28 @@ $(EPWRITER): tests/bench/epwriter.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS)
+
+# fuzz targets (tests/fuzz/README.md): clang's libFuzzer with ASan+UBSan; the
+# common code they drive is built again with coverage instrumentation
+FUZZ_CC := clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -g -O1 $(WARN) -pthread $(FUZZ_SAN)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_COMMON_OBJ := $(COMMON_SRC:%.c=build/fuzz/%.o)
+FUZZ_LIBCOMMON := build/fuzz/libcommon.a
+fuzz-bins: $(FUZZ_BIN)
+build/fuzz/common/%.o: common/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $< (fuzz)")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_LIBCOMMON): $(FUZZ_COMMON_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  FUZZ    $@")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -o $@ $(FUZZ_LIBCOMMON) $(PKG_LIBS) -lm
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
@@ -126,12 +149,18 @@ cluster-down:
 	@compose/stack.sh cluster-down
 
 test: deps
-	@$(MAKE) --no-print-directory all unit-bins bench-bins
+	@$(MAKE) --no-print-directory all unit-bins bench-bins fuzz-bins
 	@tests/run.sh
 
 test-asan: deps
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins bench-bins
+	@$(MAKE) --no-print-directory fuzz-bins
 	@PLACE_BIN=build/asan/bin PLACE_UNIT=build/asan/tests tests/run.sh
+
+# every fuzz target for FUZZ_SECONDS (default 60) from its corpus
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-bins
+	@tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
 
 # the performance table (tests/bench/README.md); release build only
 bench: deps
@@ -145,3 +174,4 @@ clean:
 
 -include $(COMMON_OBJ:.o=.d) $(API_OBJ:.o=.d) $(WORKER_OBJ:.o=.d)
 -include $(LOADGEN).d $(IMGBENCH).d $(EPWRITER).d
+-include $(FUZZ_COMMON_OBJ:.o=.d)

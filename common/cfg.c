@@ -114,7 +114,8 @@ static int set_int(cfg_t *c, const opt_t *o, const char *v, char *err, size_t er
                  o->min, o->max);
         return PX_ECONFIG;
     }
-    *(int *)((char *)c + o->off) = (int)n;
+    int iv = (int)n; /* memcpy: a field found by offset, without an aligning cast */
+    memcpy((char *)c + o->off, &iv, sizeof iv);
     return 0;
 }
 
@@ -405,7 +406,12 @@ void cfg_dump(const cfg_t *c, void *fpv)
         const opt_t *o = &opts[i];
         fprintf(fp, "%s.%s = ", o->section, o->key);
         switch (o->kind) {
-        case T_INT: fprintf(fp, "%d\n", *(const int *)((const char *)c + o->off)); break;
+        case T_INT: {
+            int v;
+            memcpy(&v, (const char *)c + o->off, sizeof v);
+            fprintf(fp, "%d\n", v);
+            break;
+        }
         case T_STR: fprintf(fp, "%s\n", (const char *)c + o->off); break;
         case T_BOOL:
             fprintf(fp, "%s\n", *(const bool *)((const char *)c + o->off) ? "true" : "false");

@@ -53,8 +53,9 @@ static void put_escaped(buf_t *b, const char *s)
     }
 }
 
-static void emit(log_level_t level, const char *event, const char *fields, const char *fmt,
-                 va_list ap)
+__attribute__((format(printf, 4, 0))) static void emit(log_level_t level, const char *event,
+                                                       const char *fields, const char *fmt,
+                                                       va_list ap)
 {
     if (!log_enabled(level)) return;
     char msg[1024];

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential pkg-config
+  build-essential pkg-config clang libclang-rt-14-dev
   libmicrohttpd-dev libwslay-dev libhiredis-dev libpq-dev librabbitmq-dev
   libssl-dev zlib1g-dev libpng-dev libjansson-dev libinih-dev libcmocka-dev
   redis-server redis-tools postgresql postgresql-client rabbitmq-server nginx-light

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit (cmocka), then integration against real Redis,
+# Runs every test: unit (cmocka), the fuzz targets briefly (tests/fuzz), then
+# integration against real Redis,
 # PostgreSQL and RabbitMQ started privately by compose/services.sh (test
 # profile: its own state folder and ports, beside any `make up` stack).
 # Ends with one line "N passed, N failed"; exits non-zero on any failure.
@@ -42,6 +43,10 @@ for t in "$UNIT"/test_*; do
     printf '%-28s %3d passed, %d failed\n' "$name" "$p" "$f"
     [[ $f -eq 0 ]] || sed -n '1,200p' "$OUT/$name.log" | grep -E 'FAIL|ERROR|error|Assert' | head -20
 done
+
+echo "== fuzz targets, ${FUZZ_SMOKE_SECONDS:-10} s each (make fuzz runs them longer)"
+tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-10}" 2>&1 | tee "$OUT/fuzz.log"
+count "$OUT/fuzz.log"
 
 echo "== services (test profile)"
 if ! compose/services.sh start --profile test; then
