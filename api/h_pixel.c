@@ -25,10 +25,16 @@ enum MHD_Result h_pixel(req_t *rq)
         return reply_error(rq, 500, "INTERNAL", "random source failed");
     proto_hex(idb, sizeof idb, id);
     char group[PROTO_IP_GROUP_LEN];
-    rds_place_req_t q = {s.user_id, id, p.x, p.y, p.color, rq->app->geom.width,
-                         rq->app->geom.height, (int64_t)rq->app->cfg->cooldown.seconds * 1000,
-                         proto_ip_group(rq->ip, group) ? group : NULL,
-                         rq->app->cfg->cooldown.per_ip};
+    rds_place_req_t q = {.user_id = s.user_id,
+                         .id = id,
+                         .x = p.x,
+                         .y = p.y,
+                         .color = p.color,
+                         .width = rq->app->geom.width,
+                         .height = rq->app->geom.height,
+                         .cooldown_ms = (int64_t)rq->app->cfg->cooldown.seconds * 1000,
+                         .ip_group = proto_ip_group(rq->ip, group) ? group : NULL,
+                         .ip_cap = rq->app->cfg->cooldown.per_ip};
     rds_place_res_t out;
     rc = rds_place(req_rds(rq), &q, &out);
     switch (rc) {

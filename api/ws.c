@@ -479,16 +479,16 @@ static void place(ws_conn_t *c, const proto_place_t *p)
     pr->read_us = app_mono_us();
     pr->p = *p;
     pr->retried = false;
-    rds_place_req_t q = {c->user_id,
-                         id,
-                         p->x,
-                         p->y,
-                         p->color,
-                         ht->app->geom.width,
-                         ht->app->geom.height,
-                         (int64_t)ht->cfg->cooldown.seconds * 1000,
-                         c->ip_group,
-                         ht->cfg->cooldown.per_ip};
+    rds_place_req_t q = {.user_id = c->user_id,
+                         .id = id,
+                         .x = p->x,
+                         .y = p->y,
+                         .color = p->color,
+                         .width = ht->app->geom.width,
+                         .height = ht->app->geom.height,
+                         .cooldown_ms = (int64_t)ht->cfg->cooldown.seconds * 1000,
+                         .ip_group = c->ip_group,
+                         .ip_cap = ht->cfg->cooldown.per_ip};
     rds_place_args(&q, &pr->a);
     if (rds_async_commandargv(&ht->place, on_place_reply, pr, RDS_PLACE_ARGC, pr->a.argv,
                               pr->a.lens)) {
