@@ -47,7 +47,7 @@ enum { WS_OPEN = 0, WS_CLOSING, WS_DEAD };
 
 typedef struct hub_thread hub_thread_t;
 
-/* One WebSocket connection. Idle, it costs this struct (288 bytes) and
+/* One WebSocket connection. Idle, it costs this struct (248 bytes) and
  * nothing else: the wslay context, the send-queue ring and the handshake's
  * extra bytes exist only while they hold something (see ws.c). Fields are
  * ordered by alignment to keep padding out. */
@@ -64,6 +64,7 @@ typedef struct ws_conn {
      * client sent nothing for a second */
     wslay_event_context_ptr ws;
     char *extra; /* bytes MHD read past the handshake */
+    char *ip_group; /* proto_ip_group of the client while [cooldown] per_ip is on, else NULL */
     ws_out_t *q; /* ring, NULL while empty */
     size_t buffered; /* unsent bytes */
     int64_t last_rx_ms, ping_sent_ms, close_at_ms;
@@ -85,7 +86,6 @@ typedef struct ws_conn {
     bool drop_after_flush; /* slow consumer: close once the close frame is out */
     char user_id[37];
     char session_tag[17]; /* rds_session_tag of the session it was opened with */
-    char ip_group[PROTO_IP_GROUP_LEN]; /* proto_ip_group of the client, "" if none */
 } ws_conn_t;
 
 typedef struct hub_in hub_in_t;

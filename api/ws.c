@@ -606,7 +606,8 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     c->ht = ht;
     c->fd = hc->fd;
     memcpy(c->user_id, hc->user_id, sizeof c->user_id);
-    memcpy(c->ip_group, hc->ip_group, sizeof c->ip_group);
+    /* kept only while the limit is on: most deployments leave it off */
+    if (ht->cfg->cooldown.per_ip && hc->ip_group[0]) c->ip_group = xstrdup(hc->ip_group);
     memcpy(c->session_tag, hc->session_tag, sizeof c->session_tag);
     c->extra = hc->extra;
     c->extra_len = (uint32_t)hc->extra_len;
@@ -619,6 +620,7 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     if (epoll_ctl(ht->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         log_warn("ws_adopt", "epoll_ctl: %s", strerror(errno));
         free(c->extra);
+        free(c->ip_group);
         free(c);
         hub_client_free(hc);
         return NULL;
@@ -766,6 +768,7 @@ bool ws_conn_reap(ws_conn_t *c)
     q_clear(c);
     wslay_event_context_free(c->ws); /* NULL-safe */
     free(c->extra);
+    free(c->ip_group);
     free(c);
     return true;
 }
