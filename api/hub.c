@@ -138,9 +138,10 @@ void hub_adopt(hub_t *h, hub_client_t *c)
  * most about 40 % of a hub's time (BCAST_TICK_FACTOR). CPU time, not wall
  * time: a hub that was preempted mid-job (the cores are shared with Redis,
  * PostgreSQL and the other hubs) did not spend that time writing, and
- * stretching the tick for it would only add latency. 32 clients a slice (about 0.2 ms of writes):
- * measured with loadgen at 5,000 clients, 256 gave ack p50/p99 7.2/21.7 ms,
- * 32 gives 1.5/9.0 ms at the same broadcast latency. */
+ * stretching the tick for it would only add latency. 32 clients a slice
+ * (about 0.2 ms of writes): measured with loadgen at 5,000 clients, 256
+ * gave ack p50/p99 7.2/21.7 ms, 32 gives 1.5/9.0 ms at the same broadcast
+ * latency. */
 #define BCAST_SLICE 32
 
 /* The tick is this many times the CPU time of the slowest hub's last

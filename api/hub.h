@@ -24,7 +24,8 @@ typedef struct hub_client {
     int fd; /* the upgraded socket: our own descriptor (hub_client_free closes it) */
     char user_id[37];
     char session_tag[17]; /* rds_session_tag of the session */
-    char ip_group[PROTO_IP_GROUP_LEN]; /* proto_ip_group of the client, "" if none */
+    /* proto_ip_group of the client; "" when none or [cooldown] per_ip is off */
+    char ip_group[PROTO_IP_GROUP_LEN];
     char *welcome;    /* the welcome message (JSON text), owned */
     size_t welcome_len;
     char *extra;      /* bytes MHD read past the handshake, owned, may be NULL */

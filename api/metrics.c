@@ -24,8 +24,8 @@ static _Atomic uint64_t place_sum_us;
 static _Atomic uint64_t limited[METRICS_LIMIT_COUNT];
 static _Atomic uint64_t backend[METRICS_BACKEND_COUNT];
 
-static const char *const limit_names[METRICS_LIMIT_COUNT] = {"auth",   "guest",    "canvas",
-                                                             "api",    "cooldown", "ip"};
+static const char *const limit_names[METRICS_LIMIT_COUNT] = {"auth", "guest",    "canvas",
+                                                             "api",  "cooldown", "ip"};
 static const char *const backend_names[METRICS_BACKEND_COUNT] = {"redis", "postgres"};
 
 void metrics_route_name(int slot, const char *name)

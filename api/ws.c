@@ -606,8 +606,7 @@ ws_conn_t *ws_conn_new(hub_thread_t *ht, hub_client_t *hc)
     c->ht = ht;
     c->fd = hc->fd;
     memcpy(c->user_id, hc->user_id, sizeof c->user_id);
-    /* kept only while the limit is on: most deployments leave it off */
-    if (ht->cfg->cooldown.per_ip && hc->ip_group[0]) c->ip_group = xstrdup(hc->ip_group);
+    if (hc->ip_group[0]) c->ip_group = xstrdup(hc->ip_group); /* [cooldown] per_ip is on */
     memcpy(c->session_tag, hc->session_tag, sizeof c->session_tag);
     c->extra = hc->extra;
     c->extra_len = (uint32_t)hc->extra_len;

@@ -209,15 +209,12 @@ int db_events_copy_begin(db_t *d, const canvas_event_t *ev, size_t n)
     for (size_t i = 0; i < n; i++) { /* every row the sink stores: no printf */
         char ts[32];
         proto_time_format(ev[i].time_ms, ts);
+        const int64_t nums[] = {ev[i].seq, ev[i].x, ev[i].y, ev[i].color};
         buf_puts(&b, ev[i].id);
-        buf_putc(&b, '\t');
-        buf_put_i64(&b, ev[i].seq);
-        buf_putc(&b, '\t');
-        buf_put_i64(&b, ev[i].x);
-        buf_putc(&b, '\t');
-        buf_put_i64(&b, ev[i].y);
-        buf_putc(&b, '\t');
-        buf_put_i64(&b, ev[i].color);
+        for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+            buf_putc(&b, '\t');
+            buf_put_i64(&b, nums[k]);
+        }
         buf_putc(&b, '\t');
         buf_puts(&b, ev[i].user_id);
         buf_putc(&b, '\t');

@@ -579,12 +579,13 @@ int db_resets_range(db_t *d, int64_t after_seq, int64_t until_ms, db_reset_t **o
     i64s(after_seq, after);
     i64s(until_ms, until);
     const char *p[] = {after, until_ms == INT64_MAX ? NULL : until}; /* NULL: any time */
-    PGresult *r = db_exec(d,
-                          "SELECT s, " MS("created_at") " FROM (SELECT (details->>'seq')::bigint s, "
-                          "created_at FROM admin_actions WHERE action_type = 'reset_canvas' "
-                          "AND jsonb_typeof(details->'seq') = 'number') a WHERE s > $1::bigint "
-                          "AND ($2::bigint IS NULL OR created_at <= " TS("$2") ") ORDER BY s",
-                          2, p);
+    PGresult *r = db_exec(
+        d,
+        "SELECT s, " MS("created_at") " FROM (SELECT (details->>'seq')::bigint s, created_at "
+        "FROM admin_actions WHERE action_type = 'reset_canvas' "
+        "AND jsonb_typeof(details->'seq') = 'number') a WHERE s > $1::bigint "
+        "AND ($2::bigint IS NULL OR created_at <= " TS("$2") ") ORDER BY s",
+        2, p);
     if (!r) return PX_EBACKEND;
     int rows = PQntuples(r);
     if (rows > 0) {

@@ -30,9 +30,9 @@ struct rds {
  * Returns {seq, time_ms, cooldown_ms} or {-1, pttl} (cooldown), {-2}
  * (banned), {-3, size} (no canvas of the right size), {-4, pttl} (the
  * address group used its placements of this window). A refusal changes
- * nothing: the address is checked before the user's cooldown is taken,
- * and counted after. One script, so a
- * placement is applied entirely (canvas, seq, log, broadcast) or not at all. */
+ * nothing: the address is checked before the user's cooldown is taken, and
+ * counted after. One script, so a placement is applied entirely (canvas,
+ * seq, log, broadcast) or not at all. */
 static const char place_lua[] =
     "local uid = ARGV[1]\n"
     "if redis.call('SISMEMBER', KEYS[5], uid) == 1 then return {-2} end\n"
@@ -47,7 +47,9 @@ static const char place_lua[] =
     "  if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', cd) then\n"
     "    return {-1, redis.call('PTTL', KEYS[4])}\n"
     "  end\n"
-    "  if cap > 0 and redis.call('INCR', KEYS[7]) == 1 then redis.call('PEXPIRE', KEYS[7], cd) end\n"
+    "  if cap > 0 and redis.call('INCR', KEYS[7]) == 1 then\n"
+    "    redis.call('PEXPIRE', KEYS[7], cd)\n"
+    "  end\n"
     "end\n"
     "redis.call('SETRANGE', KEYS[1], ARGV[2], ARGV[3])\n"
     "local seq = redis.call('INCR', KEYS[2])\n"

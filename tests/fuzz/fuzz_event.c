@@ -48,10 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t p = 0; p < sizeof canvas; p++) {
         if (canvas[p] == before[p]) continue;
         bool by_event = false; /* a changed pixel is some valid event's */
-        for (size_t k = 0; k < nev; k++)
-            if (ev[k].x < g.width && ev[k].y < g.height &&
-                (size_t)ev[k].y * (size_t)g.width + (size_t)ev[k].x == p && ev[k].color == canvas[p])
+        for (size_t k = 0; k < nev; k++) {
+            size_t at = (size_t)ev[k].y * (size_t)g.width + (size_t)ev[k].x;
+            if (ev[k].x < g.width && ev[k].y < g.height && at == p && ev[k].color == canvas[p])
                 by_event = true;
+        }
         FUZZ_CHECK(by_event);
     }
     FUZZ_CHECK(last >= 0);
