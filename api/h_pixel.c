@@ -1,6 +1,5 @@
 /* POST /api/v1/pixel — the REST form of the hot path. */
 #include <math.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -19,11 +18,8 @@ enum MHD_Result h_pixel(req_t *rq)
                                false, &p, msg, sizeof msg);
     if (rc) return reply_error(rq, 400, proto_error_code(rc), "%s", msg);
 
-    unsigned char idb[16];
     char id[33];
-    if (RAND_bytes(idb, sizeof idb) != 1)
-        return reply_error(rq, 500, "INTERNAL", "random source failed");
-    proto_hex(idb, sizeof idb, id);
+    if (rds_placement_id(id)) return reply_error(rq, 500, "INTERNAL", "random source failed");
     int cap = rq->app->cfg->cooldown.per_ip;
     char group[PROTO_IP_GROUP_LEN];
     rds_place_req_t q = {.user_id = s.user_id,

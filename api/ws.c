@@ -467,13 +467,11 @@ static void place(ws_conn_t *c, const proto_place_t *p)
         ws_conn_send_error(c, "RATE_LIMITED", "too many placements waiting: wait for the ack");
         return;
     }
-    unsigned char idb[16];
     char id[33];
-    if (RAND_bytes(idb, sizeof idb) != 1) {
+    if (rds_placement_id(id)) {
         ws_conn_send_error(c, "UNAVAILABLE", "random source failed");
         return;
     }
-    proto_hex(idb, sizeof idb, id);
     place_req_t *pr = xmalloc(sizeof *pr);
     pr->c = c;
     pr->read_us = app_mono_us();

@@ -19,6 +19,9 @@ struct db {
     char sqlstate[6];
     int64_t days[DAYS_CACHED]; /* day numbers whose partition is known to exist */
     int ndays;
+    /* the sink's COPY rows, kept between batches: a fresh 256 kB buffer per
+     * batch made glibc consolidate its free lists every time */
+    buf_t copy;
 };
 
 db_t *db_new(const char *url, int timeout_ms)
@@ -26,6 +29,7 @@ db_t *db_new(const char *url, int timeout_ms)
     db_t *d = xcalloc(1, sizeof *d);
     d->url = xstrdup(url);
     d->timeout_ms = timeout_ms;
+    buf_init(&d->copy);
     return d;
 }
 
@@ -33,6 +37,7 @@ void db_free(db_t *d)
 {
     if (!d) return;
     if (d->c) PQfinish(d->c);
+    buf_deinit(&d->copy);
     free(d->url);
     free(d);
 }
@@ -203,33 +208,29 @@ int db_events_copy_begin(db_t *d, const canvas_event_t *ev, size_t n)
     }
     PGconn *c = db_conn(d);
     if (!c) return PX_EBACKEND;
-    buf_t b;
-    buf_init(&b);
-    buf_reserve(&b, n * 128 + 1);
+    buf_t *b = &d->copy;
+    buf_reset(b);
+    buf_reserve(b, n * 128 + 1);
     for (size_t i = 0; i < n; i++) { /* every row the sink stores: no printf */
         char ts[32];
         proto_time_format(ev[i].time_ms, ts);
         const int64_t nums[] = {ev[i].seq, ev[i].x, ev[i].y, ev[i].color};
-        buf_puts(&b, ev[i].id);
+        buf_puts(b, ev[i].id);
         for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
-            buf_putc(&b, '\t');
-            buf_put_i64(&b, nums[k]);
+            buf_putc(b, '\t');
+            buf_put_i64(b, nums[k]);
         }
-        buf_putc(&b, '\t');
-        buf_puts(&b, ev[i].user_id);
-        buf_putc(&b, '\t');
-        buf_puts(&b, ts);
-        buf_putc(&b, '\n');
+        buf_putc(b, '\t');
+        buf_puts(b, ev[i].user_id);
+        buf_putc(b, '\t');
+        buf_puts(b, ts);
+        buf_putc(b, '\n');
     }
     PGresult *r = PQexec(c, "COPY pixel_events (id, seq, x, y, color, user_id, created_at) "
                             "FROM STDIN");
-    if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
-        buf_deinit(&b);
-        return copy_failed(d, c, r);
-    }
+    if (!r || PQresultStatus(r) != PGRES_COPY_IN) return copy_failed(d, c, r);
     PQclear(r);
-    int ok = PQputCopyData(c, b.data, (int)b.len) == 1 && PQputCopyEnd(c, NULL) == 1;
-    buf_deinit(&b);
+    int ok = PQputCopyData(c, b->data, (int)b->len) == 1 && PQputCopyEnd(c, NULL) == 1;
     if (!ok) return copy_failed(d, c, PQgetResult(c));
     return 0;
 }

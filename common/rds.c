@@ -1,5 +1,6 @@
 #include "rds.h"
 
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -209,6 +210,19 @@ static void copy_str(char *dst, size_t cap, const char *s)
 
 /* decimal v, NUL-terminated (dst has room for its digits, sign and NUL) */
 static void put_num(char *dst, int64_t v) { *buf_fmt_i64(dst, v) = '\0'; }
+
+int rds_placement_id(char id[33])
+{
+    static _Thread_local unsigned char pool[4096];
+    static _Thread_local size_t left;
+    if (left < 16) {
+        if (RAND_bytes(pool, sizeof pool) != 1) return -1;
+        left = sizeof pool;
+    }
+    proto_hex(pool + sizeof pool - left, 16, id);
+    left -= 16;
+    return 0;
+}
 
 /* Per placement, so without printf. */
 void rds_place_args(const rds_place_req_t *q, rds_place_args_t *a)

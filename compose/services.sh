@@ -216,11 +216,21 @@ start_postgres() {
     echo "include_if_exists = 'place.conf'" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
   fi
   as_pg mkdir -p "$PG_BASE/run"
+  # shared_buffers: PostgreSQL's default (128 MB) is for small machines; the
+  # indexes of pixel_events take rows at random places, and once they outgrow
+  # the buffers every COPY evicts and rereads pages. A quarter of the memory,
+  # at most PG_SHARED_BUFFERS_MAX_MB (2 GB).
+  local mem_kb sb_mb
+  mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)
+  sb_mb=$(( ${mem_kb:-524288} / 4096 ))
+  ((sb_mb <= ${PG_SHARED_BUFFERS_MAX_MB:-2048})) || sb_mb=${PG_SHARED_BUFFERS_MAX_MB:-2048}
+  ((sb_mb >= 128)) || sb_mb=128
   as_pg tee "$PG_DATA/place.conf" >/dev/null <<EOF
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_BASE/run'
 fsync = on
+shared_buffers = ${sb_mb}MB
 EOF
   if pid=$(live_or_clean "$PG_DATA/postmaster.pid" postgres); then
     say "postgres already running (pid $pid)"

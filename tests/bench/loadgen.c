@@ -321,6 +321,7 @@ typedef struct client {
     char *io;
     size_t io_len, io_cap;
     bool want_out;
+    bool corked; /* in its worker's dirty list (pace() with --max-inflight) */
     int64_t t_start;
     char key[32];
     const char *token;
@@ -362,6 +363,11 @@ typedef struct worker {
     uint64_t disconnects_before, disconnects_during, late_skipped, skipped_closed;
     uint64_t held; /* --max-inflight: due placements not sent */
     uint64_t pings, send_fail;
+    /* --max-inflight: while pace() runs, frames are only appended to each
+     * placer's output and written once per placer at its end (corked) */
+    bool cork;
+    client_t **dirty;
+    int ndirty;
     codes_t err_codes, fail_reasons, disc_reasons;
     i64vec_t ack_lat; /* ns, placements sent in the window */
     pairvec_t acked;  /* (seq, send ns), placements sent in the window */
@@ -420,6 +426,14 @@ static void cl_drop(worker_t *w, client_t *c, const char *why);
 static void cl_write(worker_t *w, client_t *c, const void *p, size_t n)
 {
     size_t off = 0;
+    if (w->cork && !c->want_out) {
+        if (!c->corked) {
+            c->corked = true;
+            w->dirty[w->ndirty++] = c;
+        }
+        io_append(c, p, n);
+        return;
+    }
     if (c->io_len == 0) {
         ssize_t r;
         do
@@ -1043,12 +1057,39 @@ static void place_one(worker_t *w, client_t *c)
     ws_send(w, c, 1, msg, (size_t)n);
 }
 
+/* Writes what pace() appended to each placer's output (corked) in one go. */
+static void uncork(worker_t *w)
+{
+    w->cork = false;
+    for (int i = 0; i < w->ndirty; i++) {
+        client_t *c = w->dirty[i];
+        c->corked = false;
+        if (c->state == CS_CLOSED) continue;
+        cl_flush(w, c);
+        if (c->state != CS_CLOSED && c->io_len && !c->want_out) {
+            c->want_out = true;
+            ep_mod(w, c, EPOLLIN | EPOLLOUT);
+        }
+    }
+    w->ndirty = 0;
+}
+
+/* Open loop: placement n is due at t0 + offset + n * period and goes to
+ * placer n % placers. Closed loop (--max-inflight N): a due placement whose
+ * placer has N unanswered is held (dropped); otherwise the placer fills its
+ * whole window at once, the extra placements taking the next slots of the
+ * schedule, and each placer's placements go out in one write (a placer whose
+ * acks arrived together sends its next ones together, as a pipelining client
+ * would: one send per placement cost the generator a syscall and the api a
+ * wake-up each). */
 static void pace(worker_t *w)
 {
     if (!w->npl || w->period_ns <= 0) return;
+    const int max_inflight = w->run->o->max_inflight;
     int64_t t0 = run_t0(w);
     int64_t now = mono_ns();
     int burst = 0;
+    w->cork = max_inflight > 0;
     for (;;) {
         int64_t due = t0 + w->offset_ns + (int64_t)w->n_sched * w->period_ns;
         if (due > now) break;
@@ -1066,12 +1107,20 @@ static void pace(worker_t *w)
             w->skipped_closed++;
             continue;
         }
-        if (w->run->o->max_inflight && c->pl->outstanding >= (uint32_t)w->run->o->max_inflight) {
-            w->held++; /* closed loop: this placer waits for its answers */
-            continue;
+        if (max_inflight) {
+            if (c->pl->outstanding >= (uint32_t)max_inflight) {
+                w->held++; /* closed loop: this placer waits for its answers */
+                continue;
+            }
+            while (c->pl->outstanding + 1 < (uint32_t)max_inflight && c->state == CS_OPEN) {
+                w->n_sched++;
+                place_one(w, c);
+            }
+            if (c->state != CS_OPEN) continue;
         }
         place_one(w, c);
     }
+    if (w->cork) uncork(w);
 }
 
 static void connect_more(worker_t *w)
@@ -2004,6 +2053,7 @@ static void worker_init(worker_t *w, run_t *run, int id)
         if (worker_of(o, i) == id) w->ncl++;
     w->cl = xcalloc((size_t)w->ncl, sizeof *w->cl);
     w->pl = xcalloc((size_t)w->ncl, sizeof *w->pl);
+    w->dirty = xcalloc((size_t)w->ncl, sizeof *w->dirty);
     for (int j = 0, i = 0; i < o->clients; i++) {
         if (worker_of(o, i) != id) continue;
         client_t *c = &w->cl[j++];
@@ -2051,6 +2101,7 @@ static void run_free(run_t *run)
         }
         free(w->cl);
         free(w->pl);
+        free(w->dirty);
         free(w->rbuf);
         free(w->secs);
         free(w->ack_lat.v);
