@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "rds.h"
 
 /* ------------------------------------------------------------------ hooks */
 
@@ -191,7 +192,11 @@ int rds_async_commandargv(rds_async_t *ra, redisCallbackFn *fn, void *privdata, 
                           const char **argv, const size_t *lens)
 {
     if (!rds_async_up(ra)) return PX_EBACKEND;
-    if (redisAsyncCommandArgv(ra->_ac, fn, privdata, argc, argv, lens) != REDIS_OK)
-        return PX_EBACKEND;
-    return 0;
+    /* formatted here when it fits: hiredis formats with sdscatfmt and an
+     * allocation per command, 7 % of the api's CPU when placing flat out */
+    char cmd[2048];
+    size_t n = rds_format_command(cmd, sizeof cmd, argc, argv, lens);
+    int rc = n ? redisAsyncFormattedCommand(ra->_ac, fn, privdata, cmd, n)
+               : redisAsyncCommandArgv(ra->_ac, fn, privdata, argc, argv, lens);
+    return rc == REDIS_OK ? 0 : PX_EBACKEND;
 }

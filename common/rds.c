@@ -211,6 +211,31 @@ static void copy_str(char *dst, size_t cap, const char *s)
 /* decimal v, NUL-terminated (dst has room for its digits, sign and NUL) */
 static void put_num(char *dst, int64_t v) { *buf_fmt_i64(dst, v) = '\0'; }
 
+size_t rds_format_command(char *out, size_t cap, int argc, const char *const *argv,
+                          const size_t *lens)
+{
+    size_t need = 3 + 20;
+    for (int i = 0; i < argc; i++)
+        need += 1 + 20 + 2 + lens[i] + 2;
+    if (argc < 0 || need > cap) return 0;
+    char *p = out;
+    *p++ = '*';
+    p = buf_fmt_i64(p, argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *p++ = '$';
+        p = buf_fmt_i64(p, (int64_t)lens[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return (size_t)(p - out);
+}
+
 int rds_placement_id(char id[33])
 {
     static _Thread_local unsigned char pool[4096];

@@ -77,6 +77,12 @@ void rds_cooldown_message(const rds_place_res_t *res, char *msg, size_t n);
  * the right size in Redis) or PX_EBACKEND. */
 PX_MUST_CHECK int rds_place(rds_t *r, const rds_place_req_t *req, rds_place_res_t *res);
 
+/* Writes argv as one RESP command (what hiredis's redisFormatCommandArgv
+ * makes) at out, without printf or allocation. Returns its length, or 0
+ * when it would not fit in cap bytes. */
+size_t rds_format_command(char *out, size_t cap, int argc, const char *const *argv,
+                          const size_t *lens);
+
 /* A new placement id: 32 hex digits of 16 random bytes. Drawn from OpenSSL
  * 4 kB at a time per thread: a RAND_bytes call per placement cost a fork
  * check (getpid) and a DRBG call each, a few per cent of a hub's CPU at

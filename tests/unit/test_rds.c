@@ -1,7 +1,7 @@
 /* test_rds — what rds.c does without a Redis server: placement ids (32
  * lowercase hex digits, never repeated, per thread and across threads, also
- * across the refills of the per-thread random pool) and the script's
- * argument vector. */
+ * across the refills of the per-thread random pool), the script's argument
+ * vector, and RESP commands byte for byte as hiredis formats them. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 
 #include "rds.h"
 
@@ -76,11 +77,49 @@ static void test_place_args(void **state)
         assert_int_equal(a.lens[i], i == 12 ? 1 : strlen(a.argv[i]));
 }
 
+static void same_as_hiredis(int argc, const char **argv, const size_t *lens)
+{
+    char *want = NULL;
+    long long wn = redisFormatCommandArgv(&want, argc, argv, lens);
+    assert_true(wn > 0);
+    char got[4096];
+    size_t n = rds_format_command(got, sizeof got, argc, argv, lens);
+    assert_int_equal(n, (size_t)wn);
+    assert_memory_equal(got, want, n);
+    /* too small a buffer: nothing written past it, 0 returned */
+    assert_int_equal(rds_format_command(got, n - 1, argc, argv, lens), 0);
+    free(want);
+}
+
+static void test_format_command(void **state)
+{
+    (void)state;
+    const char *a1[] = {"PING"};
+    size_t l1[] = {4};
+    same_as_hiredis(1, a1, l1);
+    /* binary values (a NUL, CR LF), an empty one, a long one */
+    static char big[1500];
+    memset(big, 'v', sizeof big);
+    const char *a2[] = {"SET", "k\r\nx", "", "\0\1", big};
+    size_t l2[] = {3, 4, 0, 2, sizeof big};
+    same_as_hiredis(5, a2, l2);
+    /* the placement command itself */
+    char id[33];
+    assert_int_equal(rds_placement_id(id), 0);
+    rds_place_req_t q = {.user_id = "6f1c2c57-36f4-4a53-9f07-4d0e3c8a9b10", .id = id, .x = 1999,
+                         .y = 1999, .color = 0, .width = 2000, .height = 2000,
+                         .cooldown_ms = 300000, .ip_group = "10.0.0.1", .ip_cap = 3};
+    rds_place_args_t a;
+    rds_place_args(&q, &a);
+    same_as_hiredis(RDS_PLACE_ARGC, a.argv, a.lens);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_placement_ids),
         cmocka_unit_test(test_place_args),
+        cmocka_unit_test(test_format_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
