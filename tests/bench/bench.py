@@ -490,10 +490,12 @@ def _throughput():
     ceiling = figures["redisCeiling"]["placementsPerSec"]
     # 50 sockets with 4 placements in flight each keep every stage busy: 200
     # sockets were no faster (26,000-30,700/s) and only added queueing (ack
-    # p50 21 ms against 5) and fan-out to 150 more readers
+    # p50 21 ms against 5) and fan-out to 150 more readers. PostgreSQL is
+    # polled every 10 ms, not 2: 500 queries/s took 5 % of a core from the
+    # path being measured, and 8 ms more at the end of a 15 s window is noise
     r = loadgen(api, "throughput", "--clients", 52, "--placers", 50, "--probes", 2,
                 "--rate", int(ceiling * 1.5), "--max-inflight", 4, "--duration", secs(15, 5),
-                "--pg", PG_APP_URL)
+                "--pg", PG_APP_URL, "--pg-poll-ms", 10)
     acked = r["placements"]["acked"]
     lag = r.get("sink_lag_ms") or {}
     # acked placements over the time from the window's start until the row of
