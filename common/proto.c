@@ -236,11 +236,29 @@ bool proto_parse_i64(const char *s, size_t len, int64_t *out)
     return true;
 }
 
+/* "<id> <seq> <x> <y> <c> <u> <t>": the one field e of an entry. */
+static int event_from_packed(const char *v, size_t l, canvas_event_t *out)
+{
+    const char *tok[7];
+    size_t tl[7], k = 0, start = 0;
+    for (size_t i = 0; i <= l; i++) {
+        if (i < l && v[i] != ' ') continue;
+        if (k == 7) return PX_EPROTO;
+        tok[k] = v + start;
+        tl[k++] = i - start;
+        start = i + 1;
+    }
+    if (k != 7) return PX_EPROTO;
+    static const char *const names[7] = {"id", "seq", "x", "y", "c", "u", "t"};
+    return proto_event_from_fields(names, tok, tl, 7, out);
+}
+
 int proto_event_from_fields(const char *const *fields, const char *const *values,
                             const size_t *lens, size_t n, canvas_event_t *out)
 {
     unsigned seen = 0;
     memset(out, 0, sizeof *out);
+    if (n == 1 && !strcmp(fields[0], "e")) return event_from_packed(values[0], lens[0], out);
     for (size_t i = 0; i < n; i++) {
         const char *f = fields[i], *v = values[i];
         size_t l = lens[i];

@@ -64,7 +64,10 @@ bool proto_hex_valid(const char *s, size_t n);
 
 /* Builds a canvas_event_t from the field/value pairs of a canvas:events
  * stream entry (borrowed; fields[i] / values[i], n pairs, values with
- * lengths). Returns 0 or PX_EPROTO for a missing or malformed field. */
+ * lengths). An entry is one field e = "<id> <seq> <x> <y> <c> <u> <t>"
+ * (what the scripts write), or, as written before 2026-11-23 and still
+ * read, a field each: id, seq, x, y, c, u, t. Returns 0 or PX_EPROTO for a
+ * missing or malformed field. */
 PX_MUST_CHECK int proto_event_from_fields(const char *const *fields, const char *const *values,
                                           const size_t *value_lens, size_t n,
                                           canvas_event_t *out);

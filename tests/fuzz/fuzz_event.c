@@ -1,7 +1,8 @@
 /* F5a: the canvas event decoder (a canvas:events stream entry -> event, as
  * the sink, the rebuild and the worker read them) and the replay onto a
  * canvas. Never trust stored bytes: the input is split at NUL bytes into
- * field/value pairs; every decoded event is replayed onto a small canvas,
+ * field/value pairs (a field per value, or the one field e of the packed
+ * form); every decoded event is replayed onto a small canvas,
  * which must change only where the events say. */
 #include "canvas.h"
 #include "fuzz.h"

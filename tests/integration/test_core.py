@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,11 @@ def test_place_changes_one_byte_and_one_row():
     (at,), = sql(f"SELECT (extract(epoch FROM created_at) * 1000)::bigint FROM pixel_events "
                  f"WHERE seq = {body['seq']}")
     assert t0 - 5 <= int(at) <= t1 + 5, (t0, at, t1)
+    # the stream entry the sink stored it from: one field, e = "<id> <seq> <x> <y> <c> <u> <t>"
+    lines = redis("XREVRANGE", "canvas:events", "+", "-", "COUNT", "20").split("\n")
+    want = f"{body['id']} {body['seq']} {x} {y} {c} {uid} {at}"
+    i = lines.index(want)
+    assert lines[i - 1] == "e" and re.fullmatch(r"\d+-\d+", lines[i - 2]), lines[i - 2:i + 1]
     # and it is in the history
     st, _, hp = api.json("GET", f"/api/v1/history/pixel?x={x}&y={y}")
     assert st == 200 and hp["events"][0]["seq"] == body["seq"] and hp["events"][0]["userId"] == uid

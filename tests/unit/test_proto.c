@@ -859,6 +859,92 @@ static void test_event_each_field_malformed(void **state)
     assert_int_equal(proto_event_from_fields(f, v, l, NF, &e), 0);
 }
 
+/* The one-field form e = "<id> <seq> <x> <y> <c> <u> <t>" (what the scripts
+ * write), with field `bad` (NF = none) set to `badv`, in an exact-size heap
+ * block (no NUL). */
+static int from_packed_str(const char *packed, canvas_event_t *out)
+{
+    size_t len = strlen(packed);
+    char *block = malloc(len ? len : 1);
+    assert_non_null(block);
+    memcpy(block, packed, len);
+    const char *f[1] = {"e"}, *v[1] = {block};
+    size_t l[1] = {len};
+    int rc = proto_event_from_fields(f, v, l, 1, out);
+    free(block);
+    return rc;
+}
+
+static int from_packed(int bad, const char *badv, canvas_event_t *out)
+{
+    static const int order[NF] = {F_ID, F_SEQ, F_X, F_Y, F_C, F_U, F_T};
+    char buf[256] = "";
+    for (int i = 0; i < NF; i++) {
+        if (i) strcat(buf, " ");
+        strcat(buf, order[i] == bad ? badv : GOOD[order[i]]);
+    }
+    return from_packed_str(buf, out);
+}
+
+static void test_event_packed(void **state)
+{
+    (void)state;
+    canvas_event_t e;
+    memset(&e, 0x55, sizeof e);
+    assert_int_equal(from_packed(NF, NULL, &e), 0);
+    assert_string_equal(e.id, GOOD[F_ID]);
+    assert_string_equal(e.user_id, GOOD[F_U]);
+    assert_int_equal(e.seq, 42);
+    assert_int_equal(e.x, 10);
+    assert_int_equal(e.y, 20);
+    assert_int_equal(e.color, 3);
+    assert_int_equal(e.time_ms, 1700000000123);
+    /* the same event as the field-per-value form */
+    canvas_event_t old;
+    assert_int_equal(from_fields(NF, NF, NULL, &old), 0);
+    assert_memory_equal(&e, &old, sizeof e);
+
+    /* every malformed value of the other form, here too */
+    static const struct {
+        int field;
+        const char *v;
+    } bad[] = {
+        {F_ID, ""}, {F_ID, "0123456789abcdef0123456789abcde"}, {F_ID, "0123456789abcdeg"},
+        {F_U, ""},  {F_U, "123e4567e89b42d3a456426614174000"}, {F_SEQ, "0"},
+        {F_SEQ, "-1"}, {F_SEQ, "1.5"}, {F_X, "65536"}, {F_Y, "-1"}, {F_C, "256"},
+        {F_T, "0"}, {F_T, "abc"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (from_packed(bad[i].field, bad[i].v, &e) != PX_EPROTO)
+            fail_msg("packed %s = '%s' accepted", FIELD[bad[i].field], bad[i].v);
+
+    /* token count and separators */
+    static const char *const shape[] = {
+        "",
+        "0123456789abcdef0123456789abcdef 42 10 20 3 123e4567-e89b-42d3-a456-426614174000",
+        "0123456789abcdef0123456789abcdef 42 10 20 3 123e4567-e89b-42d3-a456-426614174000 "
+        "1700000000123 7",
+        "0123456789abcdef0123456789abcdef 42 10 20 3 123e4567-e89b-42d3-a456-426614174000 "
+        "1700000000123 ",
+        " 0123456789abcdef0123456789abcdef 42 10 20 3 123e4567-e89b-42d3-a456-426614174000 "
+        "1700000000123",
+        "0123456789abcdef0123456789abcdef 42  10 20 3 123e4567-e89b-42d3-a456-426614174000 "
+        "1700000000123",
+        "0123456789abcdef0123456789abcdef\t42 10 20 3 123e4567-e89b-42d3-a456-426614174000 "
+        "1700000000123",
+    };
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++)
+        if (from_packed_str(shape[i], &e) != PX_EPROTO) fail_msg("packed '%s' accepted", shape[i]);
+
+    /* e beside other fields is neither form */
+    const char *f[2] = {"e", "seq"};
+    const char *v[2] = {"0123456789abcdef0123456789abcdef 42 10 20 3 "
+                        "123e4567-e89b-42d3-a456-426614174000 1700000000123",
+                        "42"};
+    size_t l[2] = {strlen(v[0]), 2};
+    assert_int_equal(proto_event_from_fields(f, v, l, 2, &e), PX_EPROTO);
+}
+
 /* ------------------------------------------------------------ time_format */
 
 static void test_time_format(void **state)
@@ -1058,6 +1144,7 @@ int main(void)
         cmocka_unit_test(test_event_full_entry),
         cmocka_unit_test(test_event_each_field_missing),
         cmocka_unit_test(test_event_each_field_malformed),
+        cmocka_unit_test(test_event_packed),
         cmocka_unit_test(test_time_format),
         cmocka_unit_test(test_ws_messages),
         cmocka_unit_test(test_utf8),
