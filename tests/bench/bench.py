@@ -286,9 +286,10 @@ def _ingest():
     uids = [str(uuid.uuid4()) for _ in range(100)]
     lines = []
     for i in range(n):
-        f = ["XADD", "canvas:events", "*", "id", uuid.uuid4().hex, "seq", str(base + i),
-             "x", str(i % W), "y", str((i * 7) % H), "c", str(i % 16), "u", uids[i % 100],
-             "t", str(now + i // 100)]
+        # an entry as the placement script writes it: e = "<id> <seq> <x> <y> <c> <u> <t>"
+        e = (f"{uuid.uuid4().hex} {base + i} {i % W} {(i * 7) % H} {i % 16} {uids[i % 100]} "
+             f"{now + i // 100}")
+        f = ["XADD", "canvas:events", "*", "e", e]
         lines.append("*%d\r\n%s" % (len(f), "".join("$%d\r\n%s\r\n" % (len(a), a) for a in f)))
     subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", REDIS_PORT, "--pipe"],
                    input="".join(lines).encode(), check=True, capture_output=True)
