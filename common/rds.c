@@ -60,7 +60,8 @@ static const char place_lua[] =
     /* the stream entry is one field, e = "<id> <update>", and the update
      * message is "u <update>": a field per value made XADD and the sink's
      * XREADGROUP build and parse 16 strings an entry instead of 4 */
-    "local e = seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8] .. ' ' .. uid .. ' ' .. sms\n"
+    "local e = seq .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8] .. ' ' .. uid"
+    " .. ' ' .. sms\n"
     "redis.call('XADD', KEYS[3], '*', 'e', ARGV[5] .. ' ' .. e)\n"
     "redis.call('PUBLISH', 'canvas:updates', 'u ' .. e)\n"
     /* admin statistics: placements per colour, active users per minute (HLL) */
