@@ -34,6 +34,7 @@ struct sink {
      * (only when reading new entries; NULL otherwise) */
     bool prefetch;
     redisReply *next;
+    int64_t linger_until; /* [sink] linger_ms: no new read before (mono ms) */
 };
 
 int64_t sink_lag_ms(const sink_t *s) { return atomic_load(&s->lag_ms); }
@@ -291,9 +292,15 @@ static void *run(void *arg)
             r = rds_command(s->rds, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %d", RDS_KEY_EVENTS,
                             RDS_GROUP, cfg->instance, cfg->sink.claim_idle_ms, cfg->sink.batch);
         } else {
+            /* the last batch was small: let the next one gather ([sink]
+             * linger_ms). One entry a batch cost six round trips and a
+             * commit each: at 1,000 placements/s a tenth of the api's CPU */
+            int64_t now = app_mono_ms();
+            if (!stopping && s->linger_until > now) sleep_ms((int)(s->linger_until - now));
             r = read_new(s, stopping ? 0 : cfg->sink.block_ms);
             s->prefetch = !stopping;
         }
+        int64_t read_at = app_mono_ms();
         if (!r || r->type == REDIS_REPLY_ERROR) {
             log_warn("sink_redis", "%s", r ? r->str : rds_errstr(s->rds));
             bool nogroup = r && r->str && strstr(r->str, "NOGROUP");
@@ -304,6 +311,11 @@ static void *run(void *arg)
         }
         redisReply *entries = entries_of(r, claim);
         size_t got = entries ? entries->elements : 0;
+        /* a full batch: more are waiting, read the next while this one is
+         * stored; a smaller one: the next read waits for linger_ms */
+        bool full = got >= (size_t)cfg->sink.batch;
+        s->prefetch = s->prefetch && full;
+        s->linger_until = got && !full ? read_at + cfg->sink.linger_ms : 0;
         if (got) {
             if (claim) log_info("sink_claim", "claimed %zu pending entries", got);
             if (process(s, entries)) {

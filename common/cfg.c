@@ -81,6 +81,7 @@ static const opt_t opts[] = {
     OI("rabbitmq", "prefetch", rabbitmq.prefetch, 1, 65535, "1"),
     OI("sink", "batch", sink.batch, 1, 100000, "2000"),
     OI("sink", "block_ms", sink.block_ms, 1, 60000, "200"),
+    OI("sink", "linger_ms", sink.linger_ms, 0, 1000, "50"),
     OI("sink", "claim_idle_ms", sink.claim_idle_ms, 100, 86400000, "30000"),
     OI("sink", "flush_timeout_ms", sink.flush_timeout_ms, 0, 600000, "5000"),
     OI("worker", "snapshot_interval_s", worker.snapshot_interval_s, 0, 86400 * 30, "0"),

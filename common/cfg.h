@@ -83,6 +83,7 @@ typedef struct cfg {
     struct {
         int batch;
         int block_ms;
+        int linger_ms;
         int claim_idle_ms;
         int flush_timeout_ms;
     } sink;

@@ -8,14 +8,16 @@
  * number of sockets and the same frame size.
  *
  *   epwriter --clients N --frame-bytes B --duration S [--tick-ms T]
- *            [--threads K] [--sources M] [--json FILE]
+ *            [--threads K] [--sources M] [--reader-poll-ms P] [--json FILE]
  *
  * Shape: the parent (the "server") listens on 127.0.0.1 on a port chosen by
  * bind(port 0), then forks a reader child (the "clients") that opens N TCP
  * connections to it, binding them round-robin to 127.0.0.1 .. 127.0.0.M
  * (--sources; loopback has about 28,000 ephemeral ports per source address),
  * and reads and discards everything with a level-triggered epoll loop and a
- * large read buffer until it is killed. The parent accepts the N connections
+ * large read buffer until it is killed (with --reader-poll-ms P, as
+ * loadgen's passive viewers read: it wakes every 1 ms and reads what is
+ * ready every P ms). The parent accepts the N connections
  * (non-blocking, TCP_NODELAY like a WebSocket server) and deals them to K
  * writer threads (connection i to thread i % K), each with its own epoll.
  *
@@ -95,6 +97,7 @@ struct opts {
     int tick_ms;
     int threads;
     int sources;
+    int reader_poll_ms; /* 0: read on readiness; M: as loadgen's passive viewers */
     const char *json;
 };
 
@@ -221,15 +224,19 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: epwriter --clients N --frame-bytes B --duration S [--tick-ms T]\n"
-            "                [--threads K] [--sources M] [--json FILE]\n"
+            "                [--threads K] [--sources M] [--reader-poll-ms P] [--json FILE]\n"
             "  --clients N      loopback TCP connections, 1..%d\n"
             "  --frame-bytes B  bytes per frame, WebSocket header included, 2..%d\n"
             "  --duration S     seconds of writing, 0 < S <= %.0f\n"
             "  --tick-ms T      0 (default): back-to-back rounds; T > 0: one round every T ms (<= %d)\n"
             "  --threads K      writer threads, each with its own epoll, 1..%d (default 1)\n"
             "  --sources M      bind clients to 127.0.0.1 .. 127.0.0.M round-robin, 1..%d (default 1)\n"
+            "  --reader-poll-ms P  0 (default): the reader reads a socket when it is readable;\n"
+            "                   P > 0: it wakes every 1 ms and reads what is ready every P ms\n"
+            "                   (as loadgen's passive viewers), <= %d\n"
             "  --json FILE      also write the figures as one JSON object\n",
-            MAX_CLIENTS, MAX_FRAME_BYTES, MAX_DURATION_S, MAX_TICK_MS, MAX_THREADS, MAX_SOURCES);
+            MAX_CLIENTS, MAX_FRAME_BYTES, MAX_DURATION_S, MAX_TICK_MS, MAX_THREADS, MAX_SOURCES,
+            MAX_TICK_MS);
 }
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -262,6 +269,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"duration", required_argument, NULL, 'd'}, {"tick-ms", required_argument, NULL, 't'},
         {"threads", required_argument, NULL, 'k'},  {"sources", required_argument, NULL, 'm'},
         {"json", required_argument, NULL, 'j'},     {"help", no_argument, NULL, 'h'},
+        {"reader-poll-ms", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct opts){.clients = 0, .frame_bytes = 0, .duration_s = 0, .threads = 1, .sources = 1};
@@ -276,6 +284,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'k': ok = parse_int(optarg, 1, MAX_THREADS, &o->threads); break;
         case 'm': ok = parse_int(optarg, 1, MAX_SOURCES, &o->sources); break;
         case 'j': o->json = optarg; break;
+        case 'r': ok = parse_int(optarg, 0, MAX_TICK_MS, &o->reader_poll_ms); break;
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return 2;
         }
@@ -436,9 +445,54 @@ static int reader_connect(const struct sockaddr_in *srv, int src, int sources, i
 }
 
 /* Read and discard from every ready socket, level-triggered, one read per
- * event, until every socket has closed (or the parent kills us). */
-static int reader_loop(int ep, int *fds, int n)
+ * event, until every socket has closed (or the parent kills us). With
+ * poll_ms > 0 the reader behaves like loadgen's passive viewers instead,
+ * which the api's fan-out figure is measured against: it wakes every 1 ms
+ * (a periodic timer, not the sockets) and reads the ready sockets only every
+ * poll_ms. */
+static int reader_loop(int ep, int *fds, int n, int poll_ms)
 {
+    if (poll_ms > 0) {
+        /* the sockets go to an epoll of their own that is only polled */
+        int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        int tep = epoll_create1(EPOLL_CLOEXEC);
+        struct itimerspec its = {{0, NS_PER_MS}, {0, NS_PER_MS}};
+        struct epoll_event te = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+        if (tfd < 0 || tep < 0 || timerfd_settime(tfd, 0, &its, NULL) != 0 ||
+            epoll_ctl(tep, EPOLL_CTL_ADD, tfd, &te) != 0) {
+            fail("reader: timer: %s", strerror(errno));
+            return 1;
+        }
+        unsigned char *buf = malloc(READ_BUF_SIZE);
+        struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
+        if (!buf || !evs) {
+            fail("reader: out of memory");
+            return 1;
+        }
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t last = (int64_t)t.tv_sec * NS_PER_S + t.tv_nsec;
+        for (;;) {
+            struct epoll_event one;
+            if (epoll_wait(tep, &one, 1, 100) > 0) {
+                uint64_t ticks;
+                if (read(tfd, &ticks, sizeof ticks) < 0) { /* EAGAIN: nothing to drain */
+                }
+            }
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            int64_t now = (int64_t)t.tv_sec * NS_PER_S + t.tv_nsec;
+            if (now - last < (int64_t)poll_ms * NS_PER_MS) continue;
+            last = now;
+            for (int round = 0; round < 8; round++) {
+                int k = epoll_wait(ep, evs, MAX_EVENTS, 0);
+                for (int e = 0; e < k; e++)
+                    if (read(fds[evs[e].data.u32], buf, READ_BUF_SIZE) < 0) { /* EAGAIN */
+                    }
+                if (k < MAX_EVENTS) break;
+            }
+        }
+    }
+
     unsigned char *buf = malloc(READ_BUF_SIZE);
     struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
     int rc = 1;
@@ -514,7 +568,7 @@ static void reader_main(const struct opts *o, const struct sockaddr_in *srv, pid
             goto out;
         }
     }
-    rc = reader_loop(ep, fds, n);
+    rc = reader_loop(ep, fds, n, o->reader_poll_ms);
 out:
     if (fds)
         for (int i = 0; i < n; i++)
@@ -1074,7 +1128,8 @@ static bool write_json(const struct opts *o, const struct result *r)
     double rounds = (double)r->st.rounds / o->threads;
     fprintf(f,
             "{\"clients\":%d,\"frame_bytes\":%d,\"duration_s\":%.3f,\"tick_ms\":%d,"
-            "\"threads\":%d,\"sources\":%d,\"connect_s\":%.3f,\"wall_s\":%.6f,"
+            "\"threads\":%d,\"sources\":%d,\"reader_poll_ms\":%d,"
+            "\"connect_s\":%.3f,\"wall_s\":%.6f,"
             "\"frames\":%" PRIu64 ",\"queued\":%" PRIu64 ",\"drained\":%" PRIu64
             ",\"pending_at_end\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"bytes\":%" PRIu64
             ",\"writes\":%" PRIu64 ",\"ticks_missed\":%" PRIu64 ","
@@ -1084,7 +1139,8 @@ static bool write_json(const struct opts *o, const struct result *r)
             "\"server_cpu_s\":%.3f,\"server_user_s\":%.3f,\"server_sys_s\":%.3f,"
             "\"reader_cpu_s\":%.3f,\"reader_user_s\":%.3f,\"reader_sys_s\":%.3f}\n",
             o->clients, o->frame_bytes, o->duration_s, o->tick_ms, o->threads, o->sources,
-            r->connect_s, r->wall_s, r->st.frames, r->st.queued, r->st.drained, r->pending_at_end,
+            o->reader_poll_ms, r->connect_s, r->wall_s, r->st.frames, r->st.queued, r->st.drained,
+            r->pending_at_end,
             r->st.skipped, r->st.bytes, r->st.writes, r->st.ticks_missed,
             per_s((double)r->st.frames, r->wall_s), per_s((double)r->st.frames, cpu), rounds,
             per_s(rounds, r->wall_s), r->rounds_min, r->rounds_max, cpu, r->server.user_s,
