@@ -3,6 +3,7 @@
 #include "metrics.h"
 #include "mq.h"
 #include "routes.h"
+#include "sink.h"
 
 #define PLACE_VERSION "0.1.0"
 
@@ -81,8 +82,14 @@ enum MHD_Result h_metrics(req_t *rq)
                "# HELP place_sink_pending Placements read by a sink but not yet acknowledged.\n"
                "# TYPE place_sink_pending gauge\nplace_sink_pending %lld\n"
                "# HELP place_redis_up Whether this scrape could read Redis.\n"
-               "# TYPE place_redis_up gauge\nplace_redis_up %d\n",
-               (double)lag / 1000.0, (long long)pending, have_lag ? 1 : 0);
+               "# TYPE place_redis_up gauge\nplace_redis_up %d\n"
+               "# HELP place_sink_rows_total Placements this instance's sink stored.\n"
+               "# TYPE place_sink_rows_total counter\nplace_sink_rows_total %llu\n"
+               "# HELP place_sink_batches_total Batches the sink stored (a COPY or INSERT each).\n"
+               "# TYPE place_sink_batches_total counter\nplace_sink_batches_total %llu\n",
+               (double)lag / 1000.0, (long long)pending, have_lag ? 1 : 0,
+               (unsigned long long)(app->sink ? sink_stored(app->sink) : 0),
+               (unsigned long long)(app->sink ? sink_batches(app->sink) : 0));
     metrics_write(&b);
     size_t len;
     char *text = buf_steal(&b, &len);

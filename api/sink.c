@@ -20,6 +20,7 @@ struct sink {
     _Atomic bool stopping;
     _Atomic int64_t lag_ms;
     _Atomic uint64_t stored;
+    _Atomic uint64_t batches;
     rds_t *rds;
     db_t *db;
     int64_t stop_deadline;
@@ -39,6 +40,7 @@ struct sink {
 
 int64_t sink_lag_ms(const sink_t *s) { return atomic_load(&s->lag_ms); }
 uint64_t sink_stored(const sink_t *s) { return atomic_load(&s->stored); }
+uint64_t sink_batches(const sink_t *s) { return atomic_load(&s->batches); }
 
 static void sleep_ms(int ms)
 {
@@ -143,7 +145,10 @@ static int store(sink_t *s)
         if (rc == PX_EPROTO) rc = db_events_insert(s->db, s->ev, s->n, &inserted);
         if (rc == 0) {
             atomic_fetch_add(&s->stored, inserted);
-            if (s->n) atomic_store(&s->lag_ms, app_now_ms() - s->ev[s->n - 1].time_ms);
+            if (s->n) {
+                atomic_fetch_add(&s->batches, 1);
+                atomic_store(&s->lag_ms, app_now_ms() - s->ev[s->n - 1].time_ms);
+            }
             return 0;
         }
         if (rc == PX_EPROTO) {

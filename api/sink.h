@@ -18,8 +18,10 @@ sink_t *sink_start(app_t *app);
 void sink_stop(sink_t *s);
 
 /* Milliseconds between the newest stored event's placement and its insert
- * (last batch), and events stored by this sink. Any thread. */
+ * (last batch), events stored by this sink, and the batches they were
+ * stored in. Any thread. */
 int64_t sink_lag_ms(const sink_t *s);
 uint64_t sink_stored(const sink_t *s);
+uint64_t sink_batches(const sink_t *s);
 
 #endif

@@ -1156,7 +1156,8 @@ def test_metrics():
                 "place_http_requests_total": "counter", "place_http_request_duration_seconds": "histogram",
                 "place_rate_limited_total": "counter", "place_sink_lag_seconds": "gauge",
                 "place_ws_placement_duration_seconds": "histogram",
-                "place_sink_pending": "gauge", "place_backend_errors_total": "counter"}
+                "place_sink_pending": "gauge", "place_backend_errors_total": "counter",
+                "place_sink_rows_total": "counter", "place_sink_batches_total": "counter"}
         for name, typ in want.items():
             assert name in m0 and m0[name]["type"] == typ, (name, m0.get(name))
         for name, fam in m0.items():

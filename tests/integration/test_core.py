@@ -342,6 +342,46 @@ def test_postgres_outage_loses_nothing():
     wait_for(lambda: redis_int("XPENDING", "canvas:events", "sink") == 0, what="all acked")
 
 
+def sink_counts(a):
+    """(rows stored, batches stored) by a's sink, from /metrics."""
+    st, _, text = a.request("GET", "/metrics")
+    assert st == 200, st
+    text = text.decode()
+
+    def get(name):
+        return int(float(re.search(rf"^{name} (\S+)$", text, re.M).group(1)))
+    return get("place_sink_rows_total"), get("place_sink_batches_total")
+
+
+def test_sink_lingers_to_batch():
+    # [sink] linger_ms: at a trickle of placements the sink waits after a
+    # small batch so the next one gathers more rows; with 0 it stores each
+    # placement as it comes. Either way every row is stored, once.
+    global api
+    batches = {}
+    for linger in (400, 0):
+        assert api.stop() == 0
+        api = Api("api", sink_linger_ms=linger).start()
+        toks = [api.guest()[0] for _ in range(12)]
+        time.sleep(0.3)  # the sink is waiting for new entries
+        r0, b0 = sink_counts(api)
+        n0 = rows()
+        for i, t in enumerate(toks):
+            st, _, b = place(t, 20 + i, 450 + linger // 100, 3)
+            assert st == 201, b
+            time.sleep(0.05)
+        wait_for(lambda: rows() == n0 + 12, timeout=10, what="12 rows stored")
+        r1, b1 = sink_counts(api)
+        assert r1 - r0 == 12, (r0, r1)
+        batches[linger] = b1 - b0
+    # 12 placements 50 ms apart: the first alone, then what gathered in each
+    # 400 ms; without lingering about one batch each
+    assert 2 <= batches[400] <= 5, batches
+    assert batches[0] >= 9, batches
+    assert api.stop() == 0
+    api = Api("api").start()
+
+
 def test_sink_claims_dead_consumers_pending():
     # Entries delivered to a consumer that died before acking are claimed
     # (XAUTOCLAIM) by a live sink and stored exactly once.
@@ -484,7 +524,8 @@ TESTS = [
     test_bad_input_changes_nothing, test_banned_user_refused, test_bad_config_exits_2,
     test_history_validation, test_gzip_and_etag,
     test_health_ready, test_static_index, test_postgres_outage_loses_nothing,
-    test_sink_claims_dead_consumers_pending, test_sink_redelivered_row_in_a_batch,
+    test_sink_lingers_to_batch, test_sink_claims_dead_consumers_pending,
+    test_sink_redelivered_row_in_a_batch,
     test_poison_entry_dead_lettered, test_restart_rebuilds_lost_canvas,
     test_rebuild_includes_unsunk_stream_entries, test_sigterm_flushes_and_exits_zero,
 ]
