@@ -737,19 +737,25 @@ static int from_fields(int omit, int bad, const char *badv, canvas_event_t *out)
     return rc;
 }
 
+/* e holds the GOOD values */
+static void assert_good_event(const canvas_event_t *e)
+{
+    assert_string_equal(e->id, GOOD[F_ID]);
+    assert_string_equal(e->user_id, GOOD[F_U]);
+    assert_int_equal(e->seq, 42);
+    assert_int_equal(e->x, 10);
+    assert_int_equal(e->y, 20);
+    assert_int_equal(e->color, 3);
+    assert_int_equal(e->time_ms, 1700000000123);
+}
+
 static void test_event_full_entry(void **state)
 {
     (void)state;
     canvas_event_t e;
     memset(&e, 0x55, sizeof e);
     assert_int_equal(from_fields(NF, NF, NULL, &e), 0);
-    assert_string_equal(e.id, GOOD[F_ID]);
-    assert_string_equal(e.user_id, GOOD[F_U]);
-    assert_int_equal(e.seq, 42);
-    assert_int_equal(e.x, 10);
-    assert_int_equal(e.y, 20);
-    assert_int_equal(e.color, 3);
-    assert_int_equal(e.time_ms, 1700000000123);
+    assert_good_event(&e);
 
     /* field order does not matter; values followed by other bytes */
     const char *f[NF] = {"t", "c", "y", "x", "seq", "u", "id"};
@@ -759,13 +765,7 @@ static void test_event_full_entry(void **state)
     const size_t l[NF] = {13, 1, 2, 2, 2, 36, 32};
     canvas_event_t e2;
     assert_int_equal(proto_event_from_fields(f, v, l, NF, &e2), 0);
-    assert_string_equal(e2.id, GOOD[F_ID]);
-    assert_string_equal(e2.user_id, GOOD[F_U]);
-    assert_int_equal(e2.seq, 42);
-    assert_int_equal(e2.x, 10);
-    assert_int_equal(e2.y, 20);
-    assert_int_equal(e2.color, 3);
-    assert_int_equal(e2.time_ms, 1700000000123);
+    assert_good_event(&e2);
 
     /* upper limits */
     canvas_event_t e3;
@@ -892,13 +892,7 @@ static void test_event_packed(void **state)
     canvas_event_t e;
     memset(&e, 0x55, sizeof e);
     assert_int_equal(from_packed(NF, NULL, &e), 0);
-    assert_string_equal(e.id, GOOD[F_ID]);
-    assert_string_equal(e.user_id, GOOD[F_U]);
-    assert_int_equal(e.seq, 42);
-    assert_int_equal(e.x, 10);
-    assert_int_equal(e.y, 20);
-    assert_int_equal(e.color, 3);
-    assert_int_equal(e.time_ms, 1700000000123);
+    assert_good_event(&e);
     /* the same event as the field-per-value form */
     canvas_event_t old;
     assert_int_equal(from_fields(NF, NF, NULL, &old), 0);
