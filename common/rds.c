@@ -217,10 +217,13 @@ static void put_num(char *dst, int64_t v) { *buf_fmt_i64(dst, v) = '\0'; }
 size_t rds_format_command(char *out, size_t cap, int argc, const char *const *argv,
                           const size_t *lens)
 {
+    if (argc < 0 || !lens) return 0;
     size_t need = 3 + 20;
-    for (int i = 0; i < argc; i++)
+    for (int i = 0; i < argc; i++) {
+        if (lens[i] > cap) return 0;
         need += 1 + 20 + 2 + lens[i] + 2;
-    if (argc < 0 || need > cap) return 0;
+        if (need > cap) return 0;
+    }
     char *p = out;
     *p++ = '*';
     p = buf_fmt_i64(p, argc);

@@ -79,7 +79,7 @@ PX_MUST_CHECK int rds_place(rds_t *r, const rds_place_req_t *req, rds_place_res_
 
 /* Writes argv as one RESP command (what hiredis's redisFormatCommandArgv
  * makes) at out, without printf or allocation. Returns its length, or 0
- * when it would not fit in cap bytes. */
+ * when it would not fit in cap bytes (or lens is NULL). */
 size_t rds_format_command(char *out, size_t cap, int argc, const char *const *argv,
                           const size_t *lens);
 

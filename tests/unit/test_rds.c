@@ -88,6 +88,7 @@ static void same_as_hiredis(int argc, const char **argv, const size_t *lens)
     assert_memory_equal(got, want, n);
     /* too small a buffer: nothing written past it, 0 returned */
     assert_int_equal(rds_format_command(got, n - 1, argc, argv, lens), 0);
+    assert_int_equal(rds_format_command(got, sizeof got, argc, argv, NULL), 0);
     free(want);
 }
 
