@@ -218,7 +218,7 @@ size_t rds_format_command(char *out, size_t cap, int argc, const char *const *ar
                           const size_t *lens)
 {
     if (argc < 0 || !lens) return 0;
-    size_t need = 3 + 20;
+    size_t need = 3 + 20 + 1; /* and the NUL */
     for (int i = 0; i < argc; i++) {
         if (lens[i] > cap) return 0;
         need += 1 + 20 + 2 + lens[i] + 2;
@@ -239,6 +239,7 @@ size_t rds_format_command(char *out, size_t cap, int argc, const char *const *ar
         *p++ = '\r';
         *p++ = '\n';
     }
+    *p = '\0';
     return (size_t)(p - out);
 }
 

@@ -78,8 +78,10 @@ void rds_cooldown_message(const rds_place_res_t *res, char *msg, size_t n);
 PX_MUST_CHECK int rds_place(rds_t *r, const rds_place_req_t *req, rds_place_res_t *res);
 
 /* Writes argv as one RESP command (what hiredis's redisFormatCommandArgv
- * makes) at out, without printf or allocation. Returns its length, or 0
- * when it would not fit in cap bytes (or lens is NULL). */
+ * makes) at out, without printf or allocation, and a NUL after it (hiredis
+ * scans a formatted command with strchr for its name). Returns its length
+ * (the NUL not counted), or 0 when it and the NUL might not fit in cap bytes
+ * (counting 20 digits for each length) or lens is NULL. */
 size_t rds_format_command(char *out, size_t cap, int argc, const char *const *argv,
                           const size_t *lens);
 
