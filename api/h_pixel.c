@@ -20,7 +20,6 @@ enum MHD_Result h_pixel(req_t *rq)
 
     char id[33];
     if (rds_placement_id(id)) return reply_error(rq, 500, "INTERNAL", "random source failed");
-    int cap = rq->app->cfg->cooldown.per_ip;
     char group[PROTO_IP_GROUP_LEN];
     rds_place_req_t q = {.user_id = s.user_id,
                          .id = id,
@@ -30,8 +29,8 @@ enum MHD_Result h_pixel(req_t *rq)
                          .width = rq->app->geom.width,
                          .height = rq->app->geom.height,
                          .cooldown_ms = (int64_t)rq->app->cfg->cooldown.seconds * 1000,
-                         .ip_group = cap && proto_ip_group(rq->ip, group) ? group : NULL,
-                         .ip_cap = cap};
+                         .ip_group = req_ip_group(rq, group) ? group : NULL,
+                         .ip_cap = rq->app->cfg->cooldown.per_ip};
     rds_place_res_t out;
     rc = rds_place(req_rds(rq), &q, &out);
     switch (rc) {

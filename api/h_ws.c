@@ -125,8 +125,7 @@ enum MHD_Result h_ws(req_t *rq)
     hub_client_t *c = xcalloc(1, sizeof *c);
     c->fd = -1;
     snprintf(c->user_id, sizeof c->user_id, "%s", s.user_id);
-    if (!rq->app->cfg->cooldown.per_ip || !proto_ip_group(rq->ip, c->ip_group))
-        c->ip_group[0] = '\0'; /* only while [cooldown] per_ip is on */
+    req_ip_group(rq, c->ip_group); /* "" while [cooldown] per_ip is off */
     rds_session_tag(sid, c->session_tag);
     c->welcome = welcome_json(rq, &s, &c->welcome_len);
 

@@ -78,6 +78,13 @@ enum MHD_Result reply_response(req_t *rq, unsigned status, struct MHD_Response *
     return MHD_queue_response(rq->conn, status, resp);
 }
 
+bool req_ip_group(req_t *rq, char out[PROTO_IP_GROUP_LEN])
+{
+    if (rq->app->cfg->cooldown.per_ip && proto_ip_group(rq->ip, out)) return true;
+    out[0] = '\0';
+    return false;
+}
+
 bool req_etag_matches(req_t *rq, const char *etag)
 {
     const char *inm = req_header(rq, "If-None-Match");

@@ -116,5 +116,9 @@ bool req_admin_or_reply(req_t *rq, rds_session_t *out, char sid[65], enum MHD_Re
 bool req_csrf_or_reply(req_t *rq, enum MHD_Result *res);
 /* Reads the session id from cookie or bearer without checking it. */
 bool req_session_id(req_t *rq, char sid[65]);
+/* The client's address group (proto_ip_group) for [cooldown] per_ip: true
+ * with out set while the option is on and the address parses; otherwise
+ * false with out "" (no inet_pton on the hot path while it is off). */
+bool req_ip_group(req_t *rq, char out[PROTO_IP_GROUP_LEN]);
 
 #endif

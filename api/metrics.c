@@ -69,6 +69,29 @@ void metrics_backend_error(metrics_backend_t which)
     if (which < METRICS_BACKEND_COUNT) atomic_fetch_add(&backend[which], 1);
 }
 
+/* One histogram's samples: name_bucket{label,le=...} (cumulative), name_sum
+ * and name_count; label is "k=\"v\"" or NULL. counts has n + 1 slots (+Inf). */
+static void put_histogram(buf_t *b, const char *name, const char *label, const double *bounds,
+                          size_t n, _Atomic uint64_t *counts, uint64_t total_us)
+{
+    char lb[128] = "", lbe[128] = "{"; /* {label} for sum and count; {label, before le */
+    if (label) {
+        snprintf(lb, sizeof lb, "{%s}", label);
+        snprintf(lbe, sizeof lbe, "{%s,", label);
+    }
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= n; i++) {
+        cum += atomic_load(&counts[i]);
+        if (i < n)
+            buf_printf(b, "%s_bucket%sle=\"%g\"} %llu\n", name, lbe, bounds[i],
+                       (unsigned long long)cum);
+        else
+            buf_printf(b, "%s_bucket%sle=\"+Inf\"} %llu\n", name, lbe, (unsigned long long)cum);
+    }
+    buf_printf(b, "%s_sum%s %.6f\n", name, lb, (double)total_us / 1e6);
+    buf_printf(b, "%s_count%s %llu\n", name, lb, (unsigned long long)cum);
+}
+
 void metrics_write(buf_t *b)
 {
     buf_puts(b, "# HELP place_http_requests_total HTTP requests answered, by route and status.\n"
@@ -91,41 +114,16 @@ void metrics_write(buf_t *b)
                 "# TYPE place_http_request_duration_seconds histogram\n");
     for (int r = 0; r < METRICS_MAX_ROUTES; r++) {
         if (!route_names[r]) continue;
-        uint64_t cum = 0;
-        for (size_t i = 0; i <= NBUCKETS; i++) {
-            cum += atomic_load(&by_bucket[r][i]);
-            if (i < NBUCKETS)
-                buf_printf(b,
-                           "place_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
-                           "%llu\n",
-                           route_names[r], buckets[i], (unsigned long long)cum);
-            else
-                buf_printf(b,
-                           "place_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
-                           "%llu\n",
-                           route_names[r], (unsigned long long)cum);
-        }
-        buf_printf(b, "place_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-                   route_names[r], (double)atomic_load(&sum_us[r]) / 1e6);
-        buf_printf(b, "place_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                   route_names[r], (unsigned long long)cum);
+        char label[96];
+        snprintf(label, sizeof label, "route=\"%s\"", route_names[r]);
+        put_histogram(b, "place_http_request_duration_seconds", label, buckets, NBUCKETS,
+                      by_bucket[r], atomic_load(&sum_us[r]));
     }
     buf_puts(b, "# HELP place_ws_placement_duration_seconds Time from a WebSocket placement "
                 "being read to its answer being queued (the Redis round trip included).\n"
                 "# TYPE place_ws_placement_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t i = 0; i <= NPBUCKETS; i++) {
-        cum += atomic_load(&place_by_bucket[i]);
-        if (i < NPBUCKETS)
-            buf_printf(b, "place_ws_placement_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                       place_buckets[i], (unsigned long long)cum);
-        else
-            buf_printf(b, "place_ws_placement_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                       (unsigned long long)cum);
-    }
-    buf_printf(b, "place_ws_placement_duration_seconds_sum %.6f\n",
-               (double)atomic_load(&place_sum_us) / 1e6);
-    buf_printf(b, "place_ws_placement_duration_seconds_count %llu\n", (unsigned long long)cum);
+    put_histogram(b, "place_ws_placement_duration_seconds", NULL, place_buckets, NPBUCKETS,
+                  place_by_bucket, atomic_load(&place_sum_us));
     buf_puts(b, "# HELP place_rate_limited_total Requests refused by a rate limit or the "
                 "placement cooldown.\n"
                 "# TYPE place_rate_limited_total counter\n");

@@ -45,7 +45,7 @@ if subprocess.run([SERVICES, "start", "--profile", "test"], cwd=ROOT).returncode
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402  (reads the services' env at import)
-from harness import Api, free_port, redis, reset_state, sql  # noqa: E402
+from harness import Api, free_port, metric, redis, reset_state, sql  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 # BENCH_ONLY=word,word: only the steps whose title holds one of the words
@@ -104,15 +104,6 @@ def proc_cpu_s(pid):
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def metric(api, name):
-    st, _, body = api.request("GET", "/metrics")
-    assert st == 200, f"/metrics: {st}"
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def loadgen(api, name, *args, timeout=300):

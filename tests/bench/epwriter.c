@@ -449,60 +449,49 @@ static int reader_connect(const struct sockaddr_in *srv, int src, int sources, i
  * poll_ms > 0 the reader behaves like loadgen's passive viewers instead,
  * which the api's fan-out figure is measured against: it wakes every 1 ms
  * (a periodic timer, not the sockets) and reads the ready sockets only every
- * poll_ms. */
+ * poll_ms (up to 8 batches of events at a time). */
 static int reader_loop(int ep, int *fds, int n, int poll_ms)
 {
-    if (poll_ms > 0) {
-        /* the sockets go to an epoll of their own that is only polled */
-        int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        int tep = epoll_create1(EPOLL_CLOEXEC);
-        struct itimerspec its = {{0, NS_PER_MS}, {0, NS_PER_MS}};
-        struct epoll_event te = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
-        if (tfd < 0 || tep < 0 || timerfd_settime(tfd, 0, &its, NULL) != 0 ||
-            epoll_ctl(tep, EPOLL_CTL_ADD, tfd, &te) != 0) {
-            fail("reader: timer: %s", strerror(errno));
-            return 1;
-        }
-        unsigned char *buf = malloc(READ_BUF_SIZE);
-        struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
-        if (!buf || !evs) {
-            fail("reader: out of memory");
-            return 1;
-        }
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        int64_t last = (int64_t)t.tv_sec * NS_PER_S + t.tv_nsec;
-        for (;;) {
-            struct epoll_event one;
-            if (epoll_wait(tep, &one, 1, 100) > 0) {
-                uint64_t ticks;
-                if (read(tfd, &ticks, sizeof ticks) < 0) { /* EAGAIN: nothing to drain */
-                }
-            }
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            int64_t now = (int64_t)t.tv_sec * NS_PER_S + t.tv_nsec;
-            if (now - last < (int64_t)poll_ms * NS_PER_MS) continue;
-            last = now;
-            for (int round = 0; round < 8; round++) {
-                int k = epoll_wait(ep, evs, MAX_EVENTS, 0);
-                for (int e = 0; e < k; e++)
-                    if (read(fds[evs[e].data.u32], buf, READ_BUF_SIZE) < 0) { /* EAGAIN */
-                    }
-                if (k < MAX_EVENTS) break;
-            }
-        }
-    }
-
     unsigned char *buf = malloc(READ_BUF_SIZE);
     struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
-    int rc = 1;
+    int tfd = -1, tep = -1, rc = 1;
     if (!buf || !evs) {
         fail("reader: out of memory");
         goto out;
     }
+    if (poll_ms > 0) { /* the timer gets an epoll of its own; ep is only polled */
+        struct itimerspec its = {{0, NS_PER_MS}, {0, NS_PER_MS}};
+        struct epoll_event te = {.events = EPOLLIN};
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        tep = epoll_create1(EPOLL_CLOEXEC);
+        if (tfd < 0 || tep < 0 || timerfd_settime(tfd, 0, &its, NULL) != 0 ||
+            epoll_ctl(tep, EPOLL_CTL_ADD, tfd, &te) != 0) {
+            fail("reader: timer: %s", strerror(errno));
+            goto out;
+        }
+    }
+    int64_t last_poll = mono_ns();
+    int rounds = 0; /* batches read in this poll */
     int open_n = n;
     while (open_n > 0) {
-        int k = epoll_wait(ep, evs, MAX_EVENTS, -1);
+        int k;
+        if (poll_ms > 0) {
+            if (rounds == 0 || rounds == 8) { /* wait for the next poll */
+                struct epoll_event one;
+                uint64_t ticks;
+                if (epoll_wait(tep, &one, 1, 100) > 0 && read(tfd, &ticks, sizeof ticks) < 0) {
+                    /* EAGAIN: nothing to drain */
+                }
+                int64_t now = mono_ns();
+                if (now - last_poll < (int64_t)poll_ms * NS_PER_MS) continue;
+                last_poll = now;
+                rounds = 0;
+            }
+            k = epoll_wait(ep, evs, MAX_EVENTS, 0);
+            rounds = k == MAX_EVENTS ? rounds + 1 : 0;
+        } else {
+            k = epoll_wait(ep, evs, MAX_EVENTS, -1);
+        }
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -523,6 +512,8 @@ static int reader_loop(int ep, int *fds, int n, int poll_ms)
     }
     rc = 0;
 out:
+    if (tep >= 0) close(tep);
+    if (tfd >= 0) close(tfd);
     free(evs);
     free(buf);
     return rc;

@@ -49,6 +49,16 @@ def redis_int(*args):
     return int(redis(*args).split("\n")[0])
 
 
+def metric(api, name):
+    """The value of an unlabelled sample in api's /metrics."""
+    st, _, body = api.request("GET", "/metrics")
+    assert st == 200, f"/metrics: {st}"
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def redis_get_bytes(key):
     """Exact bytes of a string key (redis-cli --raw adds a newline)."""
     out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", REDIS_PORT, "--raw", "GET", key],

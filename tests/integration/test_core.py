@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (ROOT, SERVICES, Api, Runner, redis, redis_get_bytes, redis_int,  # noqa: E402
-                     reset_state, sql, wait_for)
+                     metric, reset_state, sql, wait_for)
 
 W = H = 500
 api = None
@@ -344,13 +344,7 @@ def test_postgres_outage_loses_nothing():
 
 def sink_counts(a):
     """(rows stored, batches stored) by a's sink, from /metrics."""
-    st, _, text = a.request("GET", "/metrics")
-    assert st == 200, st
-    text = text.decode()
-
-    def get(name):
-        return int(float(re.search(rf"^{name} (\S+)$", text, re.M).group(1)))
-    return get("place_sink_rows_total"), get("place_sink_batches_total")
+    return int(metric(a, "place_sink_rows_total")), int(metric(a, "place_sink_batches_total"))
 
 
 def test_sink_lingers_to_batch():
