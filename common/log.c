@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,7 +35,17 @@ void log_setup(log_level_t level, const char *instance)
     snprintf(g_instance, sizeof g_instance, "%s", instance);
 }
 
-void log_thread_name(const char *name) { snprintf(t_name, sizeof t_name, "%s", name); }
+void log_thread_name(const char *name)
+{
+    snprintf(t_name, sizeof t_name, "%s", name);
+    /* and the kernel's name (top -H, perf, /proc/PID/task/TID/comm), for
+     * threads other than the main one, whose name is the process's (ps -C) */
+    if (gettid() != getpid()) {
+        char comm[16]; /* the kernel keeps 15 bytes */
+        snprintf(comm, sizeof comm, "%s", name);
+        pthread_setname_np(pthread_self(), comm);
+    }
+}
 
 bool log_enabled(log_level_t level) { return (int)level >= atomic_load(&g_level); }
 

@@ -1,7 +1,8 @@
 /* log — one JSON line per event on stderr:
  * {"time":"…","level":"info","instance":"…","thread":"…","event":"…","msg":"…"}
  * Level and instance are set once at start (log_setup); thread names per
- * thread (log_thread_name). Safe from any thread. */
+ * thread (log_thread_name, which also names the thread for the kernel unless
+ * it is the main one). Safe from any thread. */
 #ifndef PLACE_LOG_H
 #define PLACE_LOG_H
 

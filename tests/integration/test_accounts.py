@@ -16,6 +16,7 @@ so those are counted: about 45 in the whole file."""
 import asyncio
 import base64
 import contextlib
+import glob
 import json
 import math
 import os
@@ -1276,6 +1277,25 @@ def test_json_logs():
     assert not [l for l in lines if l["level"] in ("info", "debug")], lines[:5]
 
 
+def test_thread_names():
+    """The api's own threads carry their log names for top -H and perf; the
+    main thread keeps the process's name (ps -C place-api, pgrep -x)."""
+    def names():
+        return [open(os.path.join(d, "comm")).read().strip()
+                for d in glob.glob(f"/proc/{A.pid}/task/*")]
+    got = wait_for(lambda: (lambda n: n if "jobs" in n else None)(names()), timeout=5,
+                   what="the api's threads started")
+    with open(f"/proc/{A.pid}/comm") as f:
+        assert f.read().strip() == "place-api"
+    for want in ("sink", "jobs"):
+        assert got.count(want) == 1, got
+    # [ws] threads = 0: one hub per core
+    hubs = sorted(n for n in got if n.startswith("hub-"))
+    assert hubs == sorted(f"hub-{i}" for i in range(os.cpu_count())), got
+    # the log lines name the same threads
+    assert any(l.get("thread") == "hub-0" for l in log_lines(A, 0)), "no log line from hub-0"
+
+
 TESTS = [
     test_register_login_me,
     test_register_bad_requests_change_nothing,
@@ -1296,6 +1316,7 @@ TESTS = [
     test_placements_per_address,
     test_metrics,
     test_json_logs,
+    test_thread_names,
 ]
 
 
