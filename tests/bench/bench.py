@@ -161,10 +161,44 @@ class Sampler(threading.Thread):
                 "framesPerCpuSecond": frames / cpu if cpu > 0 else None}
 
 
+def machine_busy(seconds=1.0):
+    """Share of all cores busy over the next few seconds (/proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def foreign_clients():
+    """Connections to the bench's Redis other than redis-cli's own: another
+    place-api left running against these services would share the stream,
+    the pub/sub and the cores with the one measured."""
+    return [ln for ln in redis("CLIENT", "LIST").splitlines()
+            if ln.strip() and "cmd=client" not in ln]
+
+
 os.makedirs(RESULTS, exist_ok=True)
 os.makedirs(OUT, exist_ok=True)
 started = time.time()
 print(f"bench: services in {os.environ['STATE_DIR']}, results in {RESULTS}", flush=True)
+others = foreign_clients()
+if others:
+    print(f"bench: {len(others)} other connection(s) to the bench's Redis on port {REDIS_PORT}; "
+          "stop what made them (another place-api?) and run again:", file=sys.stderr)
+    for ln in others[:10]:
+        f = dict(kv.split("=", 1) for kv in ln.split() if "=" in kv)
+        print(f"  from {f.get('addr')}, {f.get('age')} s old, last command {f.get('cmd')}",
+              file=sys.stderr)
+    sys.exit(1)
+busy = machine_busy()
+figures["machineBusyBefore"] = busy
+if busy > 0.15:
+    print(f"bench: warning: the machine was {busy:.0%} busy in the second before the bench "
+          "(other processes); every figure will be lower than on an idle machine", flush=True)
 reset_state()
 CANVAS = os.path.join(RESULTS, f"canvas-{W}x{H}.raw")
 api = None
