@@ -138,11 +138,27 @@ void hub_adopt(hub_t *h, hub_client_t *c)
  * most about 40 % of a hub's time (BCAST_TICK_FACTOR). CPU time, not wall
  * time: a hub that was preempted mid-job (the cores are shared with Redis,
  * PostgreSQL and the other hubs) did not spend that time writing, and
- * stretching the tick for it would only add latency. 32 clients a slice
- * (about 0.2 ms of writes): measured with loadgen at 5,000 clients, 256
- * gave ack p50/p99 7.2/21.7 ms, 32 gives 1.5/9.0 ms at the same broadcast
- * latency. */
-#define BCAST_SLICE 32
+ * stretching the tick for it would only add latency. Slices were 256
+ * clients, then 32 (about 0.2 ms of writes; at 5,000 clients 256 gave ack
+ * p50/p99 7.2/21.7 ms, 32 gave 1.5/9.0 ms at the same broadcast latency),
+ * now 16 (below).
+ *
+ * Between two slices of a job, a hub that has placements waiting for Redis
+ * waits for an event, the reply or any other, up to BCAST_AWAIT_US
+ * (hub_wait) instead of going on writing at once. Two hubs broadcasting at once
+ * keep both cores busy for the whole round, and Redis, woken by our command,
+ * waited for a core behind them: `perf sched` at 1,000 viewers showed Redis's
+ * wake-up delay at p99 2.0 ms (max 9.5), every slow wait spent with hub-0 and
+ * hub-1 on the two cores. Waiting hands this hub's core to Redis, and the
+ * reply is served the moment it arrives. With slices of 16 clients (the
+ * waits come sooner than with 32; 8 cost fan-out efficiency, 81 % of the
+ * bare writer), the api's own read -> ack queued p99 at 1,000 / 5,000 /
+ * 10,000 viewers went from 4.2-4.3 / 4.2-4.3 / 4.3-4.4 ms to 1.6-1.8 /
+ * 2.6-3.7 / 3.9-4.0 ms, with broadcast latency and fan-out inside their
+ * spread (make bench, two runs each). sched_yield() between slices instead
+ * helped less: the hub itself then waited for a core with replies unread. */
+#define BCAST_SLICE 16
+#define BCAST_AWAIT_US 500
 
 /* The tick is this many times the CPU time of the slowest hub's last
  * broadcast job, in tenths. With the cores shared with the clients, a
@@ -501,6 +517,26 @@ static void sweep(hub_thread_t *ht)
     if (ht->idx == 0) rds_async_tick(&ht->sub, ht->now_ms);
 }
 
+/* epoll_wait for the loop: at once while work is queued; while a broadcast
+ * job runs, at once too, unless a placement's reply is due from Redis: then
+ * up to BCAST_AWAIT_US for any event (epoll_pwait2, for the microseconds;
+ * kernels before 5.11 lack it and go on at once) */
+static int hub_wait(hub_thread_t *ht, struct epoll_event *evs, int max)
+{
+    static _Atomic bool no_pwait2;
+    if (ht->again || ht->npend) return epoll_wait(ht->epfd, evs, max, 0);
+    if (!ht->njob) return epoll_wait(ht->epfd, evs, max, -1);
+    if (!rds_async_awaiting(&ht->place) || atomic_load(&no_pwait2))
+        return epoll_wait(ht->epfd, evs, max, 0);
+    struct timespec ts = {0, BCAST_AWAIT_US * 1000L};
+    int n = epoll_pwait2(ht->epfd, evs, max, &ts, NULL);
+    if (n < 0 && errno == ENOSYS) {
+        atomic_store(&no_pwait2, true);
+        return epoll_wait(ht->epfd, evs, max, 0);
+    }
+    return n;
+}
+
 static void *thread_main(void *arg)
 {
     hub_thread_t *ht = arg;
@@ -514,8 +550,7 @@ static void *thread_main(void *arg)
                        ht);
     struct epoll_event evs[256];
     for (;;) {
-        int timeout = ht->again || ht->njob || ht->npend ? 0 : -1;
-        int n = epoll_wait(ht->epfd, evs, 256, timeout);
+        int n = hub_wait(ht, evs, 256);
         if (n < 0 && errno != EINTR) {
             log_error("hub_epoll", "%s", strerror(errno));
             break;

@@ -188,6 +188,12 @@ void rds_async_tick(rds_async_t *ra, int64_t now_ms)
 
 bool rds_async_up(const rds_async_t *ra) { return ra->_ac && ra->_up; }
 
+bool rds_async_awaiting(const rds_async_t *ra)
+{
+    const redisAsyncContext *ac = ra->_ac;
+    return ac && ra->_up && !ra->_wpend && ac->replies.head != NULL;
+}
+
 int rds_async_commandargv(rds_async_t *ra, redisCallbackFn *fn, void *privdata, int argc,
                           const char **argv, const size_t *lens)
 {

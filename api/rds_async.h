@@ -58,6 +58,11 @@ void rds_async_tick(rds_async_t *ra, int64_t now_ms);
 
 bool rds_async_up(const rds_async_t *ra);
 
+/* True when every queued command is written and a reply is still due: a
+ * thread with other work may then wait for the socket a little instead of
+ * keeping its core from Redis (see hub.c, broadcasts). */
+bool rds_async_awaiting(const rds_async_t *ra);
+
 /* Queues a command (pipelined; written by the next rds_async_flush).
  * argv/lens are borrowed (copied by hiredis). 0, or PX_EBACKEND when the
  * connection is down (fn is not called then). */

@@ -268,6 +268,7 @@ typedef struct opts {
     struct in_addr addr;
     int clients, placers, probes, threads, sources;
     int passive_threads; /* extra threads that only read passive viewers */
+    bool rt_timing;      /* timing workers at SCHED_FIFO 1 while measuring */
     int nworkers;        /* threads + passive_threads */
     double rate, connect_rate;
     double duration, drain, settle;
@@ -357,6 +358,7 @@ typedef struct worker {
     int64_t period_ns, offset_ns;
     uint64_t n_sched;
     bool measuring_started;
+    bool rt; /* --rt-timing took effect */
     /* results */
     uint64_t connected, failed, sent, sent_window, acks, acks_window, ack_unmatched;
     uint64_t errors, errors_window, updates, updates_window, frames, bytes, other_msgs;
@@ -392,6 +394,7 @@ struct run {
     char *viewer_token;
     char **placer_tokens;
     worker_t *w;
+    _Atomic int rt_workers; /* --rt-timing: workers that got SCHED_FIFO */
 };
 
 /* ------------------------------------------------------------------ output to a client */
@@ -1205,6 +1208,13 @@ static void serve_prio(worker_t *w, int ph)
     if (ph == PH_MEASURE || ph == PH_DRAIN) pace(w); /* pace() stops at the window's end */
 }
 
+/* --rt-timing: this thread at SCHED_FIFO 1, or back to SCHED_OTHER */
+static int set_rt(bool on)
+{
+    struct sched_param sp = {.sched_priority = on ? 1 : 0};
+    return pthread_setschedparam(pthread_self(), on ? SCHED_FIFO : SCHED_OTHER, &sp);
+}
+
 static void serve_passive(worker_t *w, int ph)
 {
     struct epoll_event evs[1024];
@@ -1235,13 +1245,23 @@ static void *worker_main(void *arg)
         if (ph == PH_DONE) break;
         if (ph == PH_MEASURE && !w->measuring_started) {
             w->measuring_started = true;
+            if (w->run->o->rt_timing && w->id < w->run->o->threads) {
+                int rc = set_rt(true);
+                if (rc) fprintf(stderr, "loadgen: --rt-timing: %s (going on without)\n", strerror(rc));
+                else atomic_fetch_add(&w->run->rt_workers, 1);
+                w->rt = !rc;
+            }
             w->loop_max_ns = 0;
             w->last_prio_ns = 0;
         }
         serve_prio(w, ph);
         if (ph != PH_MEASURE || w->now - w->last_passive_ns >= w->passive_poll_ns) {
             w->last_passive_ns = w->now;
+            /* bulk reading at normal priority: a real-time thread reading
+             * thousands of sockets would take a core from the server */
+            if (w->rt) (void)set_rt(false);
             serve_passive(w, ph);
+            if (w->rt) (void)set_rt(true);
         }
         if (ph == PH_CONNECT) connect_more(w);
         if (w->now - w->last_sweep_ns > 100 * NS_PER_MS) {
@@ -1699,6 +1719,12 @@ static void usage(FILE *f)
           "  --threads T        worker threads (default 1)\n"
           "  --passive-threads P  P more threads that only read the passive viewers\n"
           "                     (default 0: each worker reads its share)\n"
+          "  --rt-timing        while measuring, run the workers that place and time\n"
+          "                     at SCHED_FIFO priority 1 (not the --passive-threads,\n"
+          "                     and not while they read passive viewers), so waiting\n"
+          "                     for a core on a machine shared with the server does\n"
+          "                     not add to the ack and broadcast figures (needs root\n"
+          "                     or CAP_SYS_NICE; warns and goes on without)\n"
           "  --api-pid PID      sample the api's CPU and RSS from /proc\n"
           "  --settle S         seconds between last connect and measurement (default 1)\n"
           "  --drain S          read at least S s after the window, longer while data\n"
@@ -1775,6 +1801,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                                        {"sources", required_argument, NULL, 's'},
                                        {"threads", required_argument, NULL, 't'},
                                        {"passive-threads", required_argument, NULL, 'V'},
+                                       {"rt-timing", no_argument, NULL, 'R'},
                                        {"api-pid", required_argument, NULL, 'a'},
                                        {"settle", required_argument, NULL, 'S'},
                                        {"drain", required_argument, NULL, 'D'},
@@ -1866,6 +1893,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         case 'V':
             if (!num_arg(name, optarg, 0, MAX_THREADS, &v)) return 2;
             o->passive_threads = (int)v;
+            break;
+        case 'R':
+            o->rt_timing = true;
             break;
         case 'a':
             if (!num_arg(name, optarg, 1, 1e9, &v)) return 2;
@@ -2131,6 +2161,7 @@ typedef struct report {
     lat_t wake; /* the main thread's 1 ms sleeps: how late each wake-up came */
     double measured_s, connect_s, drain_s, gen_cpu_s, machine_busy_pct;
     int64_t loop_max_ns;
+    int rt_workers; /* --rt-timing: workers that ran at SCHED_FIFO */
     procs_t p_before, p_connected, p_t0, p_end;
     sec_t *secs;
     int nsecs;
@@ -2224,9 +2255,11 @@ static void print_human(const report_t *r)
     double d = r->measured_s;
     fprintf(f,
             "\nplace loadgen: %s:%d%s  clients %d (placers %d, probes %d), rate %.0f/s, "
-            "%.1f s, threads %d (+%d passive), sources %d\n",
+            "%.1f s, threads %d (+%d passive)%s, sources %d\n",
             o->host, o->port, o->prefix, o->clients, o->placers, o->probes, o->rate, d, o->threads,
-            o->passive_threads, o->sources);
+            o->passive_threads,
+            r->rt_workers ? ", timing at SCHED_FIFO" : o->rt_timing ? ", --rt-timing refused" : "",
+            o->sources);
     fprintf(f, "  canvas %dx%d, %d colours\n", o->width, o->height, o->colors);
     fprintf(f, "connections\n");
     fprintf(f, "  connected %" PRIu64 " / %d in %.2f s, failed %" PRIu64 ":", r->connected,
@@ -2352,10 +2385,11 @@ static int write_json(const report_t *r, const char *path)
     fprintf(f,
             "{\"config\":{\"url\":\"http://%s:%d%s\",\"clients\":%d,\"placers\":%d,"
             "\"probes\":%d,\"rate\":%.3f,\"duration\":%.3f,\"threads\":%d,"
-            "\"passiveThreads\":%d,\"sources\":%d,"
+            "\"passiveThreads\":%d,\"rtTiming\":%s,\"sources\":%d,"
             "\"connectRate\":%.1f,\"width\":%d,\"height\":%d,\"colors\":%d},\n",
             o->host, o->port, o->prefix, o->clients, o->placers, o->probes, o->rate, o->duration,
-            o->threads, o->passive_threads, o->sources, o->connect_rate, o->width, o->height,
+            o->threads, o->passive_threads, r->rt_workers ? "true" : "false", o->sources,
+            o->connect_rate, o->width, o->height,
             o->colors);
     fprintf(f, "\"measuredSeconds\":%.3f,\"drainSeconds\":%.3f,\n", d, r->drain_s);
     fprintf(f,
@@ -2915,6 +2949,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (r.measured_s <= 0) r.measured_s = o.duration;
+    r.rt_workers = atomic_load(&run.rt_workers);
     if (o.pg) {
         sink_finish(&run, &smp, &r, t0, t0 + (int64_t)(r.measured_s * NS_PER_S));
         sampler_close(&smp);
