@@ -145,8 +145,8 @@ void hub_adopt(hub_t *h, hub_client_t *c)
  *
  * Between two slices of a job, a hub that has placements waiting for Redis
  * waits for an event, the reply or any other, up to BCAST_AWAIT_US
- * (hub_wait) instead of going on writing at once. Two hubs broadcasting at once
- * keep both cores busy for the whole round, and Redis, woken by our command,
+ * (hub_wait) instead of going on writing at once. Two hubs broadcasting at
+ * once keep both cores busy for the whole round, and Redis, woken by our command,
  * waited for a core behind them: `perf sched` at 1,000 viewers showed Redis's
  * wake-up delay at p99 2.0 ms (max 9.5), and during its waits over 1.5 ms
  * the two cores ran hub-0 and hub-1 nine tenths of the time. Waiting hands
@@ -154,10 +154,10 @@ void hub_adopt(hub_t *h, hub_client_t *c)
  * With slices of 16 clients (the waits come sooner than with 32; 8 cost
  * fan-out efficiency, 81 % of the bare writer), the api's own read -> ack
  * queued p99 at 1,000 / 5,000 / 10,000 viewers went from 4.2-4.3 / 4.2-4.3 /
- * 4.3-4.4 ms to 1.6-1.9 / 2.6-3.8 / 3.6-4.0 ms, with broadcast latency and
- * fan-out inside their spread (make bench, three runs). sched_yield()
- * between slices instead helped less: the hub itself then waited for a core
- * with replies unread. */
+ * 4.3-4.4 ms to 1.6-1.9 / 2.6-3.8 / 3.4-4.0 ms, with broadcast latency and
+ * fan-out inside their spread (make bench, five runs with slices of 16).
+ * sched_yield() between slices instead helped less: the hub itself then
+ * waited for a core with replies unread. */
 #define BCAST_SLICE 16
 #define BCAST_AWAIT_US 500
 
