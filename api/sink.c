@@ -282,12 +282,11 @@ static void *run(void *arg)
         }
         backoff = 100;
         redisReply *r;
-        bool claim = false;
-        s->prefetch = false;
+        bool claim = false, fresh = false; /* fresh: new entries, not our PEL or a claim */
         if (s->next) { /* read while the last batch was being stored */
             r = s->next;
             s->next = NULL;
-            s->prefetch = !stopping;
+            fresh = true;
         } else if (own_pending) {
             r = rds_command(s->rds, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s 0", RDS_GROUP,
                             cfg->instance, cfg->sink.batch, RDS_KEY_EVENTS);
@@ -303,7 +302,7 @@ static void *run(void *arg)
             int64_t now = app_mono_ms();
             if (!stopping && s->linger_until > now) sleep_ms((int)(s->linger_until - now));
             r = read_new(s, stopping ? 0 : cfg->sink.block_ms);
-            s->prefetch = !stopping;
+            fresh = true;
         }
         int64_t read_at = app_mono_ms();
         if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -319,7 +318,7 @@ static void *run(void *arg)
         /* a full batch: more are waiting, read the next while this one is
          * stored; a smaller one: the next read waits for linger_ms */
         bool full = got >= (size_t)cfg->sink.batch;
-        s->prefetch = s->prefetch && full;
+        s->prefetch = fresh && !stopping && full;
         s->linger_until = got && !full ? read_at + cfg->sink.linger_ms : 0;
         if (got) {
             if (claim) log_info("sink_claim", "claimed %zu pending entries", got);
@@ -329,7 +328,7 @@ static void *run(void *arg)
             }
         }
         freeReplyObject(r);
-        if (own_pending && got < (size_t)cfg->sink.batch) own_pending = false;
+        if (own_pending && !full) own_pending = false;
         if (stopping && !claim && got == 0) break; /* drained */
     }
     return NULL;

@@ -88,7 +88,9 @@ size_t rds_format_command(char *out, size_t cap, int argc, const char *const *ar
 /* A new placement id: 32 hex digits of 16 random bytes. Drawn from OpenSSL
  * 4 kB at a time per thread: a RAND_bytes call per placement cost a fork
  * check (getpid) and a DRBG call each, a few per cent of a hub's CPU at
- * 35,000 placements/s. Returns 0, or -1 when the random source failed. */
+ * 35,000 placements/s. The pool is not reset on fork: a process that forks
+ * must not draw ids on both sides (the api never forks). Returns 0, or -1
+ * when the random source failed. */
 PX_MUST_CHECK int rds_placement_id(char id[33]);
 
 /* The script's argument vector for one placement, for async callers (the

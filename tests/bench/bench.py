@@ -210,8 +210,9 @@ def _canvas():
          "--height", H, "--out", CANVAS])
     assert os.path.getsize(CANVAS) == W * H
     redis("SET", "canvas:seq", "0")
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", REDIS_PORT, "-x", "SET",
-                    "canvas:main"], stdin=open(CANVAS, "rb"), check=True, capture_output=True)
+    with open(CANVAS, "rb") as f:
+        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", REDIS_PORT, "-x", "SET",
+                        "canvas:main"], stdin=f, check=True, capture_output=True)
 
 
 @step("snapshot PNG encode, 2000x2000 (imgbench snapshot)")
@@ -254,6 +255,16 @@ def redis_ceiling(name):
     redis("DEL", "bench:canvas", "bench:seq", "bench:events", "bench:cd", "stats:colors")
     figures.setdefault("redisCeiling", {})[name] = {"placementsPerSec": rps, "n": n, "sha": sha}
     return rps
+
+
+def redis_ceiling_api_stopped(name):
+    """redis_ceiling with the api stopped meanwhile, so the script's PUBLISH
+    reaches no subscriber (as when the ceiling ran before the api started)."""
+    api.stop()
+    try:
+        return redis_ceiling(name)
+    finally:
+        api.start()
 
 
 def psql_meta(command):
@@ -548,9 +559,7 @@ def _throughput():
     # script's PUBLISH reaches no subscriber, as before 2026-11-23 when it ran
     # at the start of the bench): this machine's speed drifts by about 10 %
     # over minutes, which moved the ratio more than any change to the path
-    api.stop()
-    before = redis_ceiling("before")
-    api.start()
+    before = redis_ceiling_api_stopped("before")
     # 50 sockets with 4 placements in flight each keep every stage busy: 200
     # sockets were no faster (26,000-30,700/s) and only added queueing (ack
     # p50 21 ms against 5) and fan-out to 150 more readers. PostgreSQL is
@@ -559,9 +568,7 @@ def _throughput():
     r = loadgen(api, "throughput", "--clients", 52, "--placers", 50, "--probes", 2,
                 "--rate", int(before * 1.5), "--max-inflight", 4, "--duration", secs(15, 5),
                 "--pg", PG_APP_URL, "--pg-poll-ms", 10)
-    api.stop()  # after the sink stored every row (loadgen waited for them)
-    after = redis_ceiling("after")
-    api.start()
+    after = redis_ceiling_api_stopped("after")  # loadgen waited for every row
     ceiling = (before + after) / 2
     acked = r["placements"]["acked"]
     lag = r.get("sink_lag_ms") or {}

@@ -394,7 +394,6 @@ struct run {
     char *viewer_token;
     char **placer_tokens;
     worker_t *w;
-    _Atomic int rt_workers; /* --rt-timing: workers that got SCHED_FIFO */
 };
 
 /* ------------------------------------------------------------------ output to a client */
@@ -1248,7 +1247,6 @@ static void *worker_main(void *arg)
             if (w->run->o->rt_timing && w->id < w->run->o->threads) {
                 int rc = set_rt(true);
                 if (rc) fprintf(stderr, "loadgen: --rt-timing: %s (going on without)\n", strerror(rc));
-                else atomic_fetch_add(&w->run->rt_workers, 1);
                 w->rt = !rc;
             }
             w->loop_max_ns = 0;
@@ -2949,7 +2947,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (r.measured_s <= 0) r.measured_s = o.duration;
-    r.rt_workers = atomic_load(&run.rt_workers);
+    for (int t = 0; t < o.nworkers; t++)
+        r.rt_workers += run.w[t].rt;
     if (o.pg) {
         sink_finish(&run, &smp, &r, t0, t0 + (int64_t)(r.measured_s * NS_PER_S));
         sampler_close(&smp);
