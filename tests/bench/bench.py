@@ -447,6 +447,13 @@ def latency(name, clients, rate, target_bc, sources=1, fanout=False, ack_target=
     row(f"ack p50 / p99 ({label})", f"{ack['p50']:.2f} / {ack['p99']:.2f}", unit="ms",
         target=f"p99 < {ack_target} ms" if ack_target else None,
         ok=(ack["p99"] < ack_target) if ack_target else None)
+    # the same two, timed when the generator's thread read them rather than
+    # at their arrival in the socket (SO_TIMESTAMPNS): the difference is the
+    # generator waiting for a core it shares with the server
+    ackr, bcr = r.get("ackLatencyAtReadMs") or {}, r.get("broadcastLatencyAtReadMs") or {}
+    if ackr.get("n") and bcr.get("n"):
+        row(f"  when the generator read them: ack / broadcast p99 ({label})",
+            f"{ackr['p99']:.2f} / {bcr['p99']:.1f}", unit="ms")
     # the api's part of it: from reading the placement to queueing the ack,
     # the Redis round trip included (its /metrics histogram, whole run)
     inner = [hist_quantile(h0, h1, q) for q in (0.5, 0.99)]

@@ -327,7 +327,9 @@ typedef struct client {
     char key[32];
     const char *token;
     placer_t *pl;
-    pairvec_t seen; /* probes: (seq, receive ns) of every update */
+    /* probes: (seq, ns) of every update, at its arrival in the socket and
+     * when this generator read it */
+    pairvec_t seen, seen_read;
 } client_t;
 
 typedef struct sec {
@@ -351,6 +353,10 @@ typedef struct worker {
     uint8_t *rbuf;
     uint64_t rng;
     int64_t now; /* time after the last epoll_wait */
+    /* arrival of the bytes being handled: the kernel's receive timestamp of
+     * the last segment of the read that brought them (SO_TIMESTAMPNS, on
+     * placers and probes), else now; never later than now */
+    int64_t rx;
     /* connecting */
     int next_connect, pending;
     int64_t next_connect_ns, connect_period_ns, last_sweep_ns;
@@ -371,7 +377,8 @@ typedef struct worker {
     client_t **dirty;
     int ndirty;
     codes_t err_codes, fail_reasons, disc_reasons;
-    i64vec_t ack_lat; /* ns, placements sent in the window */
+    i64vec_t ack_lat;      /* ns, placements sent in the window: to the ack's arrival */
+    i64vec_t ack_lat_read; /* the same, to this generator reading it */
     pairvec_t acked;  /* (seq, send ns), placements sent in the window */
     /* --pg: (seq, ack ns) of placements sent in the window; allocated once
      * before the run with room for every placement this worker can send */
@@ -578,10 +585,11 @@ static void on_ack(worker_t *w, client_t *c, const char *o, size_t n)
         if (sl->acked || sl->x != x || sl->y != y || sl->color != col) continue;
         sl->acked = true;
         if (p->outstanding) p->outstanding--;
-        int64_t lat = w->now - sl->ns;
+        int64_t lat = w->rx - sl->ns;
         if (sl->in_window) {
             w->acks_window++;
             i64vec_push(&w->ack_lat, lat);
+            i64vec_push(&w->ack_lat_read, w->now - sl->ns);
             pairvec_push(&w->acked, seq, sl->ns);
             if (w->sink_cap) { /* --pg: one store into a preallocated array */
                 if (w->sink_n < w->sink_cap) {
@@ -613,8 +621,10 @@ static void on_object(worker_t *w, client_t *c, const char *o, size_t n)
         sec_t *s = sec_at(w, w->now);
         if (s) s->updates++;
         long long seq;
-        if (c->role == ROLE_PROBE && jint(o, n, "\"seq\":", &seq))
-            pairvec_push(&c->seen, seq, w->now);
+        if (c->role == ROLE_PROBE && jint(o, n, "\"seq\":", &seq)) {
+            pairvec_push(&c->seen, seq, w->rx);
+            pairvec_push(&c->seen_read, seq, w->now);
+        }
     } else if (tl == 3 && !memcmp(t, "ack", 3)) {
         on_ack(w, c, o, n);
     } else if (tl == 5 && !memcmp(t, "error", 5)) {
@@ -870,6 +880,7 @@ static void cl_start(worker_t *w, client_t *c)
     c->fd = fd;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->role != ROLE_PASSIVE) setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     if (o->sources > 1) {
         struct sockaddr_in src = {.sin_family = AF_INET};
         src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(c->idx % o->sources));
@@ -995,10 +1006,42 @@ static void cl_handshake(worker_t *w, client_t *c, const uint8_t *p, size_t n)
 
 /* ------------------------------------------------------------------ I/O events */
 
+/* read(), and for placers and probes (SO_TIMESTAMPNS) the arrival of the
+ * last segment read into w->rx on the monotonic clock. TCP reports the
+ * timestamp of the last segment a read consumed, so for anything earlier in
+ * the same read it is late, never early. */
+static ssize_t cl_read(worker_t *w, client_t *c)
+{
+    w->rx = w->now;
+    if (c->role == ROLE_PASSIVE) return read(c->fd, w->rbuf, RBUF_SIZE);
+    struct iovec iov = {w->rbuf, RBUF_SIZE};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                        .msg_controllen = sizeof ctl.buf};
+    ssize_t r = recvmsg(c->fd, &mh, 0);
+    if (r <= 0) return r;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS) continue;
+        struct timespec at, real, mono;
+        memcpy(&at, CMSG_DATA(cm), sizeof at);
+        clock_gettime(CLOCK_REALTIME, &real);
+        clock_gettime(CLOCK_MONOTONIC, &mono);
+        /* the offset between the clocks now: a run is too short for NTP's
+         * slewing to matter */
+        int64_t ns = (at.tv_sec - real.tv_sec + mono.tv_sec) * NS_PER_S + at.tv_nsec -
+                     real.tv_nsec + mono.tv_nsec;
+        if (at.tv_sec && ns < w->rx) w->rx = ns;
+    }
+    return r;
+}
+
 static void cl_readable(worker_t *w, client_t *c)
 {
     for (int round = 0; round < 4 && c->state != CS_CLOSED; round++) {
-        ssize_t r = read(c->fd, w->rbuf, RBUF_SIZE);
+        ssize_t r = cl_read(w, c);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -2126,6 +2169,7 @@ static void run_free(run_t *run)
         for (int i = 0; i < w->ncl; i++) {
             free(w->cl[i].pl);
             free(w->cl[i].seen.v);
+            free(w->cl[i].seen_read.v);
         }
         free(w->cl);
         free(w->pl);
@@ -2133,6 +2177,7 @@ static void run_free(run_t *run)
         free(w->rbuf);
         free(w->secs);
         free(w->ack_lat.v);
+        free(w->ack_lat_read.v);
         free(w->acked.v);
         free(w->sink_acks);
         close(w->epfd);
@@ -2155,7 +2200,8 @@ typedef struct report {
     uint64_t disc_before, disc_during, late_skipped, skipped_closed, held, pings, send_fail;
     uint64_t bc_expected, bc_seen;
     codes_t err_codes, fail_reasons, disc_reasons;
-    lat_t ack, bc;
+    lat_t ack, bc;           /* to the arrival in the client's socket */
+    lat_t ack_read, bc_read; /* to this generator reading it */
     lat_t wake; /* the main thread's 1 ms sleeps: how late each wake-up came */
     double measured_s, connect_s, drain_s, gen_cpu_s, machine_busy_pct;
     int64_t loop_max_ns;
@@ -2282,6 +2328,8 @@ static void print_human(const report_t *r)
     fprintf(f, "latency (ms)\n");
     print_lat(f, "ack (place -> ack)", &r->ack);
     print_lat(f, "broadcast (-> probe)", &r->bc);
+    print_lat(f, "ack, when read", &r->ack_read);
+    print_lat(f, "broadcast, when read", &r->bc_read);
     fprintf(f,
             "  probes saw %" PRIu64 " of %" PRIu64 " expected updates (%.2f %%) by the end of "
             "a %.1f s drain\n",
@@ -2419,6 +2467,10 @@ static int write_json(const report_t *r, const char *path)
     json_lat(f, &r->ack);
     fputs(",\n\"broadcastLatencyMs\":", f);
     json_lat(f, &r->bc);
+    fputs(",\n\"ackLatencyAtReadMs\":", f);
+    json_lat(f, &r->ack_read);
+    fputs(",\n\"broadcastLatencyAtReadMs\":", f);
+    json_lat(f, &r->bc_read);
     fputs(",\n\"wakeupDelayMs\":", f);
     json_lat(f, &r->wake);
     fprintf(f, ",\n\"probeDelivery\":{\"expected\":%" PRIu64 ",\"seen\":%" PRIu64 "},\n",
@@ -2509,7 +2561,7 @@ static int write_json(const report_t *r, const char *path)
 }
 
 /* Joins probe sightings with the placements acked in the window. */
-static void broadcast_join(run_t *run, report_t *r, i64vec_t *bc)
+static void broadcast_join(run_t *run, report_t *r, i64vec_t *bc, i64vec_t *bc_read)
 {
     const opts_t *o = run->o;
     pairvec_t all = {0};
@@ -2531,6 +2583,7 @@ static void broadcast_join(run_t *run, report_t *r, i64vec_t *bc)
                 pair_t *hit = bsearch(&key, all.v, all.n, sizeof *all.v, cmp_pair);
                 if (!hit) continue;
                 i64vec_push(bc, c->seen.v[k].ns - hit->ns);
+                i64vec_push(bc_read, c->seen_read.v[k].ns - hit->ns);
                 r->bc_seen++;
             }
         }
@@ -2893,7 +2946,7 @@ int main(int argc, char **argv)
         pthread_join(run.w[t].th, NULL);
 
     /* merge */
-    i64vec_t ack = {0}, bc = {0};
+    i64vec_t ack = {0}, bc = {0}, ack_read = {0}, bc_read = {0};
     r.nsecs = run.w[0].nsecs;
     r.secs = xcalloc((size_t)r.nsecs, sizeof *r.secs);
     for (int t = 0; t < o.nworkers; t++) {
@@ -2923,8 +2976,10 @@ int main(int argc, char **argv)
         codes_merge(&r.err_codes, &w->err_codes);
         codes_merge(&r.fail_reasons, &w->fail_reasons);
         codes_merge(&r.disc_reasons, &w->disc_reasons);
-        for (size_t i = 0; i < w->ack_lat.n; i++)
+        for (size_t i = 0; i < w->ack_lat.n; i++) {
             i64vec_push(&ack, w->ack_lat.v[i]);
+            i64vec_push(&ack_read, w->ack_lat_read.v[i]);
+        }
         for (int i = 0; i < r.nsecs; i++) {
             sec_t *d = &r.secs[i], *s = &w->secs[i];
             d->sent += s->sent;
@@ -2941,6 +2996,7 @@ int main(int argc, char **argv)
         print_codes(stderr, &r.fail_reasons);
         fprintf(stderr, "\n");
         free(ack.v);
+        free(ack_read.v);
         free(r.secs);
         sampler_close(&smp);
         run_free(&run);
@@ -2953,9 +3009,11 @@ int main(int argc, char **argv)
         sink_finish(&run, &smp, &r, t0, t0 + (int64_t)(r.measured_s * NS_PER_S));
         sampler_close(&smp);
     }
-    broadcast_join(&run, &r, &bc);
+    broadcast_join(&run, &r, &bc, &bc_read);
     r.ack = lat_of(&ack);
     r.bc = lat_of(&bc);
+    r.ack_read = lat_of(&ack_read);
+    r.bc_read = lat_of(&bc_read);
     print_human(&r);
     if (o.json_path) {
         int jrc = write_json(&r, o.json_path);
@@ -2978,6 +3036,8 @@ int main(int argc, char **argv)
     }
     free(ack.v);
     free(bc.v);
+    free(ack_read.v);
+    free(bc_read.v);
     free(r.secs);
     run_free(&run);
     return exit_code;
