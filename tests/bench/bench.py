@@ -22,7 +22,6 @@ BENCH_ONLY=word,... runs only the steps whose title holds one of the words.
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading

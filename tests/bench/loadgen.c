@@ -82,12 +82,14 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-static int64_t mono_ns(void)
+static int64_t clock_ns(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
+
+static int64_t mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 static void sleep_ns(int64_t ns)
 {
@@ -1025,15 +1027,14 @@ static ssize_t cl_read(worker_t *w, client_t *c)
     if (r <= 0) return r;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS) continue;
-        struct timespec at, real, mono;
+        struct timespec at;
         memcpy(&at, CMSG_DATA(cm), sizeof at);
-        clock_gettime(CLOCK_REALTIME, &real);
-        clock_gettime(CLOCK_MONOTONIC, &mono);
-        /* the offset between the clocks now: a run is too short for NTP's
-         * slewing to matter */
-        int64_t ns = (at.tv_sec - real.tv_sec + mono.tv_sec) * NS_PER_S + at.tv_nsec -
-                     real.tv_nsec + mono.tv_nsec;
-        if (at.tv_sec && ns < w->rx) w->rx = ns;
+        if (!at.tv_sec) continue;
+        /* to the monotonic clock by the offset between the clocks now: a run
+         * is too short for NTP's slewing to matter */
+        int64_t ns = (int64_t)at.tv_sec * NS_PER_S + at.tv_nsec - clock_ns(CLOCK_REALTIME) +
+                     mono_ns();
+        if (ns < w->rx) w->rx = ns;
     }
     return r;
 }

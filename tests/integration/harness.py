@@ -3,14 +3,12 @@ compose/services.sh (test profile), our binaries started and stopped by pid,
 plain HTTP with http.client, Redis through redis-cli, PostgreSQL through psql.
 Stdlib only; run with /usr/bin/python3."""
 
-import gzip
 import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import traceback
 

@@ -5,7 +5,6 @@ PostgreSQL outage, rebuild after the canvas key is lost, shutdown."""
 
 import concurrent.futures as cf
 import gzip
-import json
 import os
 import random
 import re
