@@ -820,7 +820,11 @@ def test_admin_stats():
             s = stats()
             ok = (s["pixelsByColor"][5] == s0["pixelsByColor"][5] + 3
                   and s["pixelsTotal"] == s0["pixelsTotal"] + 3
-                  and s["activeUsers5m"] >= s0["activeUsers5m"] + 3
+                  # a HyperLogLog estimate: a new user whose hash lands in a
+                  # register that already holds an equal or higher rank is not
+                  # counted (a few in a thousand with ~17 users; one clean-clone
+                  # run saw +2 for 3 users), so at least two of the three
+                  and s["activeUsers5m"] >= s0["activeUsers5m"] + 2
                   and s["connectionsByInstance"].get("acc-a", 0) == s0["connectionsByInstance"].get("acc-a", 0) + 2
                   and s["connectionsByInstance"].get("acc-b", 0) == s0["connectionsByInstance"].get("acc-b", 0) + 1
                   and s["connections"] == s0["connections"] + 3)
