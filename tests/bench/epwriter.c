@@ -16,8 +16,8 @@
  * (--sources; loopback has about 28,000 ephemeral ports per source address),
  * and reads and discards everything with a level-triggered epoll loop and a
  * large read buffer until it is killed (with --reader-poll-ms P, as
- * loadgen's passive viewers read: it wakes every 1 ms and reads what is
- * ready every P ms). The parent accepts the N connections
+ * loadgen's passive viewers read: it wakes every 1 ms and reads its share
+ * of the ready sockets, so each is read about every P ms). The parent accepts the N connections
  * (non-blocking, TCP_NODELAY like a WebSocket server) and deals them to K
  * writer threads (connection i to thread i % K), each with its own epoll.
  *
@@ -232,8 +232,9 @@ static void usage(FILE *f)
             "  --threads K      writer threads, each with its own epoll, 1..%d (default 1)\n"
             "  --sources M      bind clients to 127.0.0.1 .. 127.0.0.M round-robin, 1..%d (default 1)\n"
             "  --reader-poll-ms P  0 (default): the reader reads a socket when it is readable;\n"
-            "                   P > 0: it wakes every 1 ms and reads what is ready every P ms\n"
-            "                   (as loadgen's passive viewers), <= %d\n"
+            "                   P > 0: it wakes every 1 ms and reads its share of the ready\n"
+            "                   sockets, each about every P ms (as loadgen's passive\n"
+            "                   viewers), <= %d\n"
             "  --json FILE      also write the figures as one JSON object\n",
             MAX_CLIENTS, MAX_FRAME_BYTES, MAX_DURATION_S, MAX_TICK_MS, MAX_THREADS, MAX_SOURCES,
             MAX_TICK_MS);
@@ -448,8 +449,8 @@ static int reader_connect(const struct sockaddr_in *srv, int src, int sources, i
  * event, until every socket has closed (or the parent kills us). With
  * poll_ms > 0 the reader behaves like loadgen's passive viewers instead,
  * which the api's fan-out figure is measured against: it wakes every 1 ms
- * (a periodic timer, not the sockets) and reads the ready sockets only every
- * poll_ms (up to 8 batches of events at a time). */
+ * (a periodic timer, not the sockets) and reads as many ready sockets, oldest
+ * ready first, as makes each socket read about every poll_ms. */
 static int reader_loop(int ep, int *fds, int n, int poll_ms)
 {
     unsigned char *buf = malloc(READ_BUF_SIZE);
@@ -471,24 +472,25 @@ static int reader_loop(int ep, int *fds, int n, int poll_ms)
         }
     }
     int64_t last_poll = mono_ns();
-    int rounds = 0; /* batches read in this poll */
+    double credit = 0; /* sockets it may read now (poll_ms > 0) */
     int open_n = n;
     while (open_n > 0) {
         int k;
         if (poll_ms > 0) {
-            if (rounds == 0 || rounds == 8) { /* wait for the next poll */
-                struct epoll_event one;
-                uint64_t ticks;
-                if (epoll_wait(tep, &one, 1, 100) > 0 && read(tfd, &ticks, sizeof ticks) < 0) {
-                    /* EAGAIN: nothing to drain */
-                }
-                int64_t now = mono_ns();
-                if (now - last_poll < (int64_t)poll_ms * NS_PER_MS) continue;
-                last_poll = now;
-                rounds = 0;
+            struct epoll_event one;
+            uint64_t ticks;
+            if (epoll_wait(tep, &one, 1, 100) > 0 && read(tfd, &ticks, sizeof ticks) < 0) {
+                /* EAGAIN: nothing to drain */
             }
-            k = epoll_wait(ep, evs, MAX_EVENTS, 0);
-            rounds = k == MAX_EVENTS ? rounds + 1 : 0;
+            int64_t now = mono_ns();
+            credit += (double)open_n * (double)(now - last_poll) / ((double)poll_ms * NS_PER_MS);
+            last_poll = now;
+            if (credit > open_n) credit = open_n;
+            int want = (int)credit;
+            if (want < 1) continue;
+            if (want > MAX_EVENTS) want = MAX_EVENTS;
+            credit -= want; /* credit not used (fewer ready) is not kept */
+            k = epoll_wait(ep, evs, want, 0);
         } else {
             k = epoll_wait(ep, evs, MAX_EVENTS, -1);
         }
