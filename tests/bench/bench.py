@@ -486,8 +486,8 @@ def _l5k():
     figures["avgFrameBytes"] = u["bytes"] / u["frames"] if u["frames"] else 200
 
 
-# loadgen's passive viewers read every --passive-poll-ms (its default, which
-# the latency steps use) and wake every 1 ms
+# loadgen reads each passive viewer about every --passive-poll-ms (its
+# default, which the latency steps use), spread over 1 ms wake-ups
 PASSIVE_POLL_MS = 200
 
 
