@@ -17,9 +17,10 @@
  * and reads and discards everything with a level-triggered epoll loop and a
  * large read buffer until it is killed (with --reader-poll-ms P, as
  * loadgen's passive viewers read: it wakes every 1 ms and reads its share
- * of the ready sockets, so each is read about every P ms). The parent accepts the N connections
- * (non-blocking, TCP_NODELAY like a WebSocket server) and deals them to K
- * writer threads (connection i to thread i % K), each with its own epoll.
+ * of the ready sockets, so each is read about every P ms). The parent
+ * accepts the N connections (non-blocking, TCP_NODELAY like a WebSocket
+ * server) and deals them to K writer threads (connection i to thread
+ * i % K), each with its own epoll.
  *
  * For S seconds each thread then writes rounds: one B-byte frame (an
  * unmasked WebSocket text frame: header + payload, B bytes in all) to each of

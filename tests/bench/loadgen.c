@@ -1260,8 +1260,7 @@ static int set_rt(bool on)
     return pthread_setschedparam(pthread_self(), on ? SCHED_FIFO : SCHED_OTHER, &sp);
 }
 
-/* Reads up to max ready passive viewers (all of them when max <= 0). */
-static void serve_passive(worker_t *w, int ph, int max)
+static void read_passive(worker_t *w, int ph, int max)
 {
     struct epoll_event evs[1024];
     for (int round = 0; round < 8; round++) {
@@ -1276,6 +1275,16 @@ static void serve_passive(worker_t *w, int ph, int max)
         if (max > 0 && (max -= n) <= 0) return;
         if (n < want) return;
     }
+}
+
+/* Reads up to max ready passive viewers (all of them when max <= 0), at
+ * normal priority: a real-time thread reading thousands of sockets would
+ * take a core from the server. */
+static void serve_passive(worker_t *w, int ph, int max)
+{
+    if (w->rt) (void)set_rt(false);
+    read_passive(w, ph, max);
+    if (w->rt) (void)set_rt(true);
 }
 
 /* While measuring, each passive viewer is read about every --passive-poll-ms,
@@ -1325,16 +1334,12 @@ static void *worker_main(void *arg)
             w->last_prio_ns = 0;
         }
         serve_prio(w, ph);
-        /* bulk reading at normal priority: a real-time thread reading
-         * thousands of sockets would take a core from the server */
-        if (w->rt) (void)set_rt(false);
         if (ph != PH_MEASURE) {
             w->last_passive_ns = w->now;
             serve_passive(w, ph, 0);
         } else {
             serve_passive_share(w, ph);
         }
-        if (w->rt) (void)set_rt(true);
         if (ph == PH_CONNECT) connect_more(w);
         if (w->now - w->last_sweep_ns > 100 * NS_PER_MS) {
             w->last_sweep_ns = w->now;
