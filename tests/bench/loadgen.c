@@ -1287,7 +1287,8 @@ static void serve_passive(worker_t *w, int ph, int max)
     if (w->rt) (void)set_rt(true);
 }
 
-/* While measuring, each passive viewer is read about every --passive-poll-ms,
+/* Outside the measurement, every ready passive viewer on every wake-up.
+ * While measuring, each passive viewer is read about every --passive-poll-ms,
  * spread over the interval: on every wake-up (the 1 ms timer) the worker
  * reads as many ready viewers as its share of that interval, oldest ready
  * first (epoll's ready list is FIFO, level-triggered viewers that still hold
@@ -1298,7 +1299,7 @@ static void serve_passive_share(worker_t *w, int ph)
 {
     int64_t dt = w->now - w->last_passive_ns;
     w->last_passive_ns = w->now;
-    if (w->passive_poll_ns <= 0 || !w->npassive) {
+    if (ph != PH_MEASURE || w->passive_poll_ns <= 0 || !w->npassive) {
         serve_passive(w, ph, 0);
         return;
     }
@@ -1334,12 +1335,7 @@ static void *worker_main(void *arg)
             w->last_prio_ns = 0;
         }
         serve_prio(w, ph);
-        if (ph != PH_MEASURE) {
-            w->last_passive_ns = w->now;
-            serve_passive(w, ph, 0);
-        } else {
-            serve_passive_share(w, ph);
-        }
+        serve_passive_share(w, ph);
         if (ph == PH_CONNECT) connect_more(w);
         if (w->now - w->last_sweep_ns > 100 * NS_PER_MS) {
             w->last_sweep_ns = w->now;

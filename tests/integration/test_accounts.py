@@ -1287,8 +1287,8 @@ def test_thread_names():
     def names():
         return [open(os.path.join(d, "comm")).read().strip()
                 for d in glob.glob(f"/proc/{A.pid}/task/*")]
-    got = wait_for(lambda: (lambda n: n if "jobs" in n else None)(names()), timeout=5,
-                   what="the api's threads started")
+    wait_for(lambda: "jobs" in names(), timeout=5, what="the api's threads started")
+    got = names()
     with open(f"/proc/{A.pid}/comm") as f:
         assert f.read().strip() == "place-api"
     for want in ("sink", "jobs"):
